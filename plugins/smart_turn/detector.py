@@ -1,0 +1,234 @@
+"""Smart Turn v3 as a livekit-agents streaming turn detector, plus the hybrid turn policy.
+
+The session pushes every input frame into the detector's stream; when the VAD has seen a
+short pause the session asks for a prediction, and the detector scores the last 8 s of
+audio in a worker thread. The hybrid policy operators asked for maps onto the session's
+own machinery:
+
+- the model decides after a short pause (``decision_pause``, the VAD's silence before it
+  reports end of speech): P(complete) >= ``threshold`` ends the turn after ``min_delay``;
+- when the model keeps saying "not done", ``silence_timeout`` of silence ends it anyway
+  (the session's ``max_delay``);
+- speech shorter than ``min_speech`` never opens, so never ends, a turn (the VAD's
+  ``min_speech_duration``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import soxr
+from livekit import rtc
+from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
+from livekit.agents.language import LanguageCode
+from livekit.agents.voice.turn import TurnDetectionEvent
+
+from .._common.audio import Float32Array, frame_to_float, to_mono
+from .features import SAMPLE_RATE, WINDOW_SAMPLES
+from .log import logger
+from .model import SmartTurnModel
+
+
+@dataclass(frozen=True, slots=True)
+class HybridTurnOptions:
+    """Thresholds of the hybrid end-of-turn policy (seconds, probability).
+
+    Attributes:
+        threshold: P(complete) below this means "not done yet".
+        decision_pause: silence after speech before the model is consulted.
+        min_delay: extra wait after a "done" verdict (0 ends the turn at once).
+        silence_timeout: total silence that ends a turn the model calls unfinished.
+        min_speech: shorter speech is ignored (coughs, clicks, a stray "uh").
+        prediction_timeout: how long the session waits for a verdict before going on.
+    """
+
+    threshold: float = 0.5
+    decision_pause: float = 0.3
+    min_delay: float = 0.0
+    silence_timeout: float = 2.0
+    min_speech: float = 0.25
+    prediction_timeout: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError("threshold must be within [0, 1]")
+        for name in ("decision_pause", "min_delay", "silence_timeout", "min_speech",
+                     "prediction_timeout"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.silence_timeout < self.min_delay:
+            raise ValueError("silence_timeout must be >= min_delay")
+
+    def vad_options(self) -> dict[str, float]:
+        """Keyword arguments for ``silero.VAD.load`` that implement the pause and minimum."""
+        return {"min_speech_duration": self.min_speech, "min_silence_duration": self.decision_pause}
+
+    def endpointing(self) -> dict[str, Any]:
+        """The session's ``turn_handling["endpointing"]`` for this policy."""
+        return {"mode": "fixed", "min_delay": self.min_delay, "max_delay": self.silence_timeout}
+
+
+class SmartTurnDetector:
+    """Streaming end-of-turn detector on Smart Turn v3 (satisfies livekit-agents'
+    ``_StreamingTurnDetector`` protocol).
+
+    One ``SmartTurnModel`` and one worker thread serve every stream created from it.
+    """
+
+    def __init__(
+        self,
+        model: SmartTurnModel,
+        *,
+        options: HybridTurnOptions | None = None,
+        executor: ThreadPoolExecutor | None = None,
+    ) -> None:
+        self._model = model
+        self.options = options or HybridTurnOptions()
+        self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="smart-turn")
+
+    @property
+    def model(self) -> str:
+        return "smart-turn-v3.2"
+
+    @property
+    def provider(self) -> str:
+        return "smart-turn"
+
+    def stream(
+        self, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
+    ) -> SmartTurnStream:
+        return SmartTurnStream(self)
+
+    async def predict(self, audio16k: Float32Array) -> float:
+        """P(complete) for one utterance, computed off the event loop."""
+        loop = asyncio.get_running_loop()
+        (p,) = await loop.run_in_executor(self._executor, self._model.predict, [audio16k])
+        return p
+
+    async def unlikely_threshold(self, language: LanguageCode | None) -> float | None:
+        return self.options.threshold
+
+    async def supports_language(self, language: LanguageCode | None) -> bool:
+        return True  # the model is trained on audio of 23 languages and judges prosody
+
+
+class SmartTurnStream:
+    """Per-session audio ring (last 8 s at 16 kHz) and at most one prediction in flight."""
+
+    def __init__(self, detector: SmartTurnDetector) -> None:
+        self._detector = detector
+        self._chunks: deque[Float32Array] = deque()
+        self._samples = 0
+        self._resampler: soxr.ResampleStream | None = None
+        self._resampler_rate = 0
+        self._task: asyncio.Task[None] | None = None
+        self._future: asyncio.Future[TurnDetectionEvent] | None = None
+        self._closed = False
+        self._last_push = 0.0
+
+    @property
+    def model(self) -> str:
+        return self._detector.model
+
+    @property
+    def provider(self) -> str:
+        return self._detector.provider
+
+    @property
+    def is_fallback(self) -> bool:
+        return False
+
+    @property
+    def prediction_timeout(self) -> float:
+        return self._detector.options.prediction_timeout
+
+    async def unlikely_threshold(self, language: LanguageCode | None) -> float | None:
+        return self._detector.options.threshold
+
+    async def backchannel_threshold(self, language: LanguageCode | None) -> float | None:
+        return None
+
+    async def supports_language(self, language: LanguageCode | None) -> bool:
+        return True
+
+    def push_audio(self, frame: rtc.AudioFrame) -> None:
+        if self._closed or frame.samples_per_channel == 0:
+            return
+        mono = to_mono(frame_to_float(frame))
+        if frame.sample_rate != SAMPLE_RATE:
+            if self._resampler is None or self._resampler_rate != frame.sample_rate:
+                self._resampler = soxr.ResampleStream(frame.sample_rate, SAMPLE_RATE, 1, "float32")
+                self._resampler_rate = frame.sample_rate
+            mono = np.asarray(self._resampler.resample_chunk(mono), dtype=np.float32)
+        self._chunks.append(mono)
+        self._samples += mono.size
+        self._last_push = time.time()
+        while self._chunks and self._samples - self._chunks[0].size >= WINDOW_SAMPLES:
+            self._samples -= self._chunks.popleft().size
+
+    def audio(self) -> Float32Array:
+        if not self._chunks:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate(list(self._chunks))
+
+    def predict(self) -> asyncio.Future[TurnDetectionEvent]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[TurnDetectionEvent] = loop.create_future()
+        self.cancel_inference()
+        self._future = fut
+        audio = self.audio()
+        last_speaking = self._last_push
+        requested = time.time()
+
+        async def run() -> None:
+            started = time.perf_counter()
+            try:
+                p = await self._detector.predict(audio)
+            except Exception as e:  # surfaced to the session as "no prediction"
+                logger.exception("smart turn inference failed")
+                if not fut.done():
+                    fut.set_exception(e)
+                return
+            if not fut.done():
+                fut.set_result(
+                    TurnDetectionEvent(
+                        type="eot_prediction",
+                        end_of_turn_probability=p,
+                        last_speaking_time=last_speaking,
+                        detection_delay=time.time() - requested,
+                        inference_duration=time.perf_counter() - started,
+                    )
+                )
+
+        self._task = asyncio.create_task(run(), name="smart_turn.predict")
+        return fut
+
+    def cancel_inference(self, *, timed_out: bool = False) -> None:
+        if self._future is not None and not self._future.done():
+            self._future.cancel()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._future = None
+        self._task = None
+
+    def flush(self, reason: str | None = None) -> None:
+        """Forget the buffered audio: the next turn is scored on its own speech."""
+        self.cancel_inference()
+        self._chunks.clear()
+        self._samples = 0
+
+    def end_input(self) -> None:
+        self._closed = True
+
+    async def aclose(self) -> None:
+        self._closed = True
+        task = self._task
+        self.cancel_inference()
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)

@@ -1,0 +1,320 @@
+"""Speech-to-text on faster-whisper, in-process, as a livekit-agents ``stt.STT``.
+
+Two ways to use it:
+
+- streaming (default): one long-lived ``RecognizeStream`` per session buffers the user's
+  speech, publishes interim transcripts while they talk, and decodes the final transcript
+  when the session flushes it (``manual_flush``: at the end-of-turn decision, or at VAD end
+  of speech when there is no turn detector).
+- batch: ``recognize()`` on a buffer; with ``streaming=False`` the session wraps the plugin
+  in the framework's ``StreamAdapter``, which decodes each VAD segment whole.
+
+All decoding runs in a dedicated thread pool and the lazy segment generator is consumed
+there, so the event loop only moves frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from faster_whisper import WhisperModel
+from livekit.agents import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    APIConnectionError,
+    APIConnectOptions,
+    stt,
+    utils,
+)
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
+from livekit.agents.utils import AudioBuffer, is_given
+
+from .._common.audio import Float32Array, frames_to_mono, to_mono, frame_to_float
+from .log import logger
+from .models import ComputeType, Device, ResolvedModel, load_whisper, resolve_model
+
+SAMPLE_RATE = 16000
+# whisper's context is 30 s; older audio in one utterance is dropped rather than grown forever
+MAX_UTTERANCE_S = 30.0
+# audio kept before the first voiced frame so the onset of the first word is not clipped
+PRE_ROLL_S = 0.4
+
+
+@dataclass(slots=True)
+class _STTOptions:
+    beam_size: int
+    language: str | None
+    interim_interval: float
+    voice_threshold_dbfs: float
+    vad_filter: bool
+
+
+class WhisperSTT(stt.STT):
+    """faster-whisper speech-to-text.
+
+    Args:
+        model: a size name (``"tiny.en"``, ``"base"``, ``"large-v3"``…) already present in
+            ``download_root``, or a local CTranslate2 model directory. Default: the packaged
+            tiny.en.
+        device: ``"auto"`` (CUDA when present), ``"cuda"`` or ``"cpu"``.
+        compute_type: ``"int8"``, ``"int8_float16"``, ``"float16"``… or ``"auto"``.
+        beam_size: 1 is greedy decoding, the lowest latency.
+        language: ISO code, or ``None`` to detect (multilingual models only).
+        streaming: expose a native stream with interim results (``True``) or only batch
+            recognition, leaving segmentation to the framework's ``StreamAdapter``.
+        interim_interval: seconds between interim decodes while the user speaks; 0 disables.
+        voice_threshold_dbfs: RMS level above which a frame counts as voiced for trimming
+            leading silence and scheduling interims.
+        vad_filter: run faster-whisper's own Silero filter inside each decode.
+        model_instance: share an already loaded ``WhisperModel`` (one copy per process).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str | os.PathLike[str] | None = None,
+        device: Device = "auto",
+        compute_type: ComputeType = "auto",
+        beam_size: int = 1,
+        language: str | None = "en",
+        streaming: bool = True,
+        interim_interval: float = 0.6,
+        voice_threshold_dbfs: float = -50.0,
+        vad_filter: bool = False,
+        download_root: Path | None = None,
+        cpu_threads: int = 0,
+        num_workers: int = 1,
+        model_instance: WhisperModel | None = None,
+    ) -> None:
+        super().__init__(
+            capabilities=stt.STTCapabilities(
+                streaming=streaming,
+                interim_results=streaming and interim_interval > 0,
+                manual_flush=streaming,
+            )
+        )
+        if beam_size < 1:
+            raise ValueError("beam_size must be >= 1")
+        self._resolved: ResolvedModel = resolve_model(model, device, compute_type)
+        self._opts = _STTOptions(
+            beam_size=beam_size,
+            language=language,
+            interim_interval=interim_interval,
+            voice_threshold_dbfs=voice_threshold_dbfs,
+            vad_filter=vad_filter,
+        )
+        self._model = model_instance or load_whisper(
+            self._resolved,
+            download_root=download_root,
+            cpu_threads=cpu_threads,
+            num_workers=num_workers,
+        )
+        # one decode at a time per worker: CTranslate2 queues internally, we keep the loop free
+        self._executor = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="whisper")
+        logger.info(
+            "whisper model loaded",
+            extra={"model": self._resolved.source, "device": self._resolved.device,
+                   "compute_type": self._resolved.compute_type},
+        )
+
+    @property
+    def model(self) -> str:
+        return Path(self._resolved.source).name
+
+    @property
+    def provider(self) -> str:
+        return "faster-whisper"
+
+    @property
+    def resolved(self) -> ResolvedModel:
+        return self._resolved
+
+    def update_options(
+        self,
+        *,
+        beam_size: NotGivenOr[int] = NOT_GIVEN,
+        language: NotGivenOr[str | None] = NOT_GIVEN,
+        interim_interval: NotGivenOr[float] = NOT_GIVEN,
+    ) -> None:
+        if is_given(beam_size):
+            if beam_size < 1:
+                raise ValueError("beam_size must be >= 1")
+            self._opts.beam_size = beam_size
+        if is_given(language):
+            self._opts.language = language
+        if is_given(interim_interval):
+            self._opts.interim_interval = interim_interval
+
+    def transcribe_array(self, audio: Float32Array, language: str | None = None) -> str:
+        """Blocking decode of 16 kHz mono audio; consumes the lazy segment generator here."""
+        if audio.size == 0:
+            return ""
+        segments, _info = self._model.transcribe(
+            audio,
+            language=language or self._opts.language,
+            beam_size=self._opts.beam_size,
+            vad_filter=self._opts.vad_filter,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+        )
+        return " ".join(seg.text.strip() for seg in segments).strip()
+
+    async def transcribe(self, audio: Float32Array, language: str | None = None) -> str:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(
+                self._executor, self.transcribe_array, audio, language
+            )
+        except (RuntimeError, ValueError, MemoryError) as e:
+            raise APIConnectionError(f"faster-whisper decode failed: {e}", retryable=False) from e
+
+    async def _recognize_impl(
+        self,
+        buffer: AudioBuffer,
+        *,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions,
+    ) -> stt.SpeechEvent:
+        frames = buffer if isinstance(buffer, list) else [buffer]
+        audio = frames_to_mono(frames, SAMPLE_RATE)
+        lang = language if is_given(language) else self._opts.language
+        text = await self.transcribe(audio, lang)
+        return _final_event(utils.shortuuid(), text, lang, len(audio) / SAMPLE_RATE)
+
+    def stream(
+        self,
+        *,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+    ) -> WhisperRecognizeStream:
+        opts = replace(self._opts)
+        if is_given(language):
+            opts.language = language
+        return WhisperRecognizeStream(stt=self, opts=opts, conn_options=conn_options)
+
+    async def aclose(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _final_event(request_id: str, text: str, language: str | None, duration: float) -> stt.SpeechEvent:
+    return stt.SpeechEvent(
+        type=stt.SpeechEventType.FINAL_TRANSCRIPT,
+        request_id=request_id,
+        alternatives=[stt.SpeechData(language=language or "", text=text, confidence=1.0 if text else 0.0)],
+        recognition_usage=stt.RecognitionUsage(audio_duration=duration),
+    )
+
+
+class _Utterance:
+    """Audio since the last flush, trimmed of leading silence and bounded in length."""
+
+    def __init__(self, threshold_dbfs: float) -> None:
+        self._threshold = 10 ** (threshold_dbfs / 20.0)
+        self._pre_roll: deque[Float32Array] = deque()
+        self._pre_roll_samples = 0
+        self._chunks: deque[Float32Array] = deque()
+        self._samples = 0
+        self.voiced_since: float | None = None
+
+    def push(self, mono16k: Float32Array) -> None:
+        voiced = mono16k.size > 0 and float(np.sqrt(np.mean(mono16k**2))) >= self._threshold
+        if self.voiced_since is None and not voiced:
+            self._pre_roll.append(mono16k)
+            self._pre_roll_samples += mono16k.size
+            while self._pre_roll_samples - self._pre_roll[0].size >= PRE_ROLL_S * SAMPLE_RATE:
+                self._pre_roll_samples -= self._pre_roll.popleft().size
+            return
+        if self.voiced_since is None:
+            self.voiced_since = time.monotonic()
+            self._chunks.extend(self._pre_roll)
+            self._samples += self._pre_roll_samples
+            self._pre_roll.clear()
+            self._pre_roll_samples = 0
+        self._chunks.append(mono16k)
+        self._samples += mono16k.size
+        while self._samples - self._chunks[0].size >= MAX_UTTERANCE_S * SAMPLE_RATE:
+            self._samples -= self._chunks.popleft().size
+
+    @property
+    def voiced(self) -> bool:
+        return self.voiced_since is not None
+
+    def audio(self) -> Float32Array:
+        if not self._chunks:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate(list(self._chunks))
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._samples = 0
+        self.voiced_since = None
+
+
+class WhisperRecognizeStream(stt.RecognizeStream):
+    def __init__(self, *, stt: WhisperSTT, opts: _STTOptions, conn_options: APIConnectOptions) -> None:
+        # the base class resamples every pushed frame to 16 kHz for us
+        super().__init__(stt=stt, conn_options=conn_options, sample_rate=SAMPLE_RATE)
+        self._whisper = stt
+        self._opts = opts
+
+    async def _run(self) -> None:
+        utterance = _Utterance(self._opts.voice_threshold_dbfs)
+        interim: asyncio.Task[str] | None = None
+        last_interim = 0.0
+        request_id = utils.shortuuid()
+
+        try:
+            async for item in self._input_ch:
+                if isinstance(item, self._FlushSentinel):
+                    if interim is not None:
+                        interim.cancel()
+                        interim = None
+                    audio = utterance.audio() if utterance.voiced else np.zeros(0, np.float32)
+                    utterance.clear()
+                    text = await self._whisper.transcribe(audio, self._opts.language)
+                    self._event_ch.send_nowait(
+                        _final_event(request_id, text, self._opts.language, audio.size / SAMPLE_RATE)
+                    )
+                    request_id = utils.shortuuid()
+                    continue
+
+                utterance.push(to_mono(frame_to_float(item)))
+                if interim is not None and interim.done():
+                    self._emit_interim(request_id, interim)
+                    interim = None
+                now = time.monotonic()
+                if (
+                    self._opts.interim_interval > 0
+                    and utterance.voiced
+                    and interim is None
+                    and now - last_interim >= self._opts.interim_interval
+                ):
+                    last_interim = now
+                    interim = asyncio.create_task(
+                        self._whisper.transcribe(utterance.audio(), self._opts.language)
+                    )
+        finally:
+            if interim is not None:
+                interim.cancel()
+
+    def _emit_interim(self, request_id: str, task: asyncio.Task[str]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        text = task.result()
+        if text:
+            self._event_ch.send_nowait(
+                stt.SpeechEvent(
+                    type=stt.SpeechEventType.INTERIM_TRANSCRIPT,
+                    request_id=request_id,
+                    alternatives=[stt.SpeechData(language=self._opts.language or "", text=text)],
+                )
+            )
+
+
+__all__ = ["WhisperSTT", "WhisperRecognizeStream"]
