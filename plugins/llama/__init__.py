@@ -31,9 +31,10 @@ def openai_compatible(
     import httpx2 as httpx  # the HTTP client livekit-plugins-openai is built on
     from livekit.plugins import openai
 
+    extra: dict[str, float] = {} if temperature is None else {"temperature": temperature}
     return openai.LLM(
-        base_url=base_url, model=model, api_key=api_key, temperature=temperature,
-        timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
+        base_url=base_url, model=model, api_key=api_key,
+        timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)), **extra,
     )
 
 

