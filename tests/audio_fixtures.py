@@ -106,3 +106,11 @@ def wer(reference: str, hypothesis: str) -> float:
     if not hyp:
         return 1.0
     return float(jiwer.wer(ref, hyp))
+
+
+def trim_silence(samples: Int16, threshold: int = 30) -> Int16:
+    """Cut leading and trailing near-silence so the clip's end is the end of speech."""
+    voiced = np.nonzero(np.abs(samples) > threshold)[0]
+    if voiced.size == 0:
+        return samples[:0]
+    return samples[voiced[0] : voiced[-1] + 1]
