@@ -45,7 +45,12 @@ class PacedAudioInput(AudioInput):
         self._noise_filter = noise_filter
 
     async def play(
-        self, samples: npt.NDArray[np.int16], rate: int, channels: int = 1, *, is_speech: bool = True
+        self,
+        samples: npt.NDArray[np.int16],
+        rate: int,
+        channels: int = 1,
+        *,
+        is_speech: bool = True,
     ) -> None:
         """Push ``samples`` (interleaved int16) in real time; returns when the last frame is sent.
 
@@ -86,7 +91,9 @@ class RecordingAudioOutput(AudioOutput):
     """Collects the agent's audio, plays it out in simulated real time (so interruptions
     land mid-sentence as they would in a room) and timestamps every segment."""
 
-    def __init__(self, *, sample_rate: int | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, *, sample_rate: int | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         super().__init__(
             label="RecordingAudioOutput",
             capabilities=AudioOutputCapabilities(pause=False),

@@ -72,7 +72,9 @@ async def simulate(settings: Settings, input_wav: Path, output_wav: Path) -> dic
             reply.append(text)
 
     session.on("metrics_collected", on_metrics)
-    session.on("user_input_transcribed", lambda ev: ev.is_final and transcript.append(ev.transcript))
+    session.on(
+        "user_input_transcribed", lambda ev: ev.is_final and transcript.append(ev.transcript)
+    )
     session.on("conversation_item_added", on_item)
     await session.start(Agent(instructions=INSTRUCTIONS))
     try:
@@ -91,7 +93,9 @@ async def simulate(settings: Settings, input_wav: Path, output_wav: Path) -> dic
         "transcript": " ".join(transcript).strip(),
         "reply": " ".join(reply).strip(),
         **{k: round(v, 1) for k, v in found.items()},
-        "voice_to_voice_ms": round((speaker.segments[0].started_at - mic.speech_ended_at[0]) * 1000, 1),
+        "voice_to_voice_ms": round(
+            (speaker.segments[0].started_at - mic.speech_ended_at[0]) * 1000, 1
+        ),
         "output_seconds": round(pcm.size / rate, 3),
         "output_wav": str(output_wav),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),

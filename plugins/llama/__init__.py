@@ -24,7 +24,11 @@ def download_files(cache_dir: Path) -> Path:
 
 
 def openai_compatible(
-    *, base_url: str, model: str, api_key: str = "unused", temperature: float | None = None,
+    *,
+    base_url: str,
+    model: str,
+    api_key: str = "unused",
+    temperature: float | None = None,
     timeout_s: float = 10.0,
 ) -> llm.LLM:
     """An LLM for any OpenAI-compatible streaming endpoint (vLLM, llama.cpp server, …)."""
@@ -33,8 +37,11 @@ def openai_compatible(
 
     extra: dict[str, float] = {} if temperature is None else {"temperature": temperature}
     return openai.LLM(
-        base_url=base_url, model=model, api_key=api_key,
-        timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)), **extra,
+        base_url=base_url,
+        model=model,
+        api_key=api_key,
+        timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
+        **extra,
     )
 
 

@@ -143,7 +143,10 @@ class LlamaLLM(llm.LLM):
         extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
     ) -> LlamaLLMStream:
         return LlamaLLMStream(
-            self, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options,
+            self,
+            chat_ctx=chat_ctx,
+            tools=tools or [],
+            conn_options=conn_options,
             opts=replace(self._opts),
         )
 
@@ -198,9 +201,13 @@ class LlamaLLMStream(llm.LLMStream):
         try:
             while (item := await queue.get()) is not _DONE:
                 if isinstance(item, Exception):
-                    raise APIConnectionError(f"llama.cpp generation failed: {item}", retryable=False) from item
+                    raise APIConnectionError(
+                        f"llama.cpp generation failed: {item}", retryable=False
+                    ) from item
                 self._event_ch.send_nowait(
-                    llm.ChatChunk(id=request_id, delta=llm.ChoiceDelta(role="assistant", content=str(item)))
+                    llm.ChatChunk(
+                        id=request_id, delta=llm.ChoiceDelta(role="assistant", content=str(item))
+                    )
                 )
         finally:
             stop.set()

@@ -33,8 +33,16 @@ class _Channel:
 
     def __init__(self, rate: int, state: Any) -> None:
         self.state = state
-        self.up = soxr.ResampleStream(rate, ENGINE_RATE, 1, "float32", quality=RESAMPLE_QUALITY) if rate != ENGINE_RATE else None
-        self.down = soxr.ResampleStream(ENGINE_RATE, rate, 1, "float32", quality=RESAMPLE_QUALITY) if rate != ENGINE_RATE else None
+        self.up = (
+            soxr.ResampleStream(rate, ENGINE_RATE, 1, "float32", quality=RESAMPLE_QUALITY)
+            if rate != ENGINE_RATE
+            else None
+        )
+        self.down = (
+            soxr.ResampleStream(ENGINE_RATE, rate, 1, "float32", quality=RESAMPLE_QUALITY)
+            if rate != ENGINE_RATE
+            else None
+        )
         self.pending = np.zeros(0, dtype=np.float32)  # 48 kHz samples waiting for a full frame
         self.ready = np.zeros(0, dtype=np.float32)  # output samples at the caller's rate
 

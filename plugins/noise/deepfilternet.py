@@ -67,5 +67,7 @@ class DeepFilterNetFilter(Framed48kDenoiser):
     def _denoise(self, state: Any, frame48k: Float32Array) -> Float32Array:
         inp = np.ascontiguousarray(frame48k, dtype=np.float32)
         out = np.empty(ENGINE_FRAME, dtype=np.float32)
-        self._lib.df_process_frame(state, inp.ctypes.data_as(_FLOAT_P), out.ctypes.data_as(_FLOAT_P))
+        self._lib.df_process_frame(
+            state, inp.ctypes.data_as(_FLOAT_P), out.ctypes.data_as(_FLOAT_P)
+        )
         return out

@@ -52,5 +52,7 @@ class RNNoiseFilter(Framed48kDenoiser):
         # RNNoise works on float samples in int16 range
         inp = np.ascontiguousarray(frame48k * 32768.0, dtype=np.float32)
         out = np.empty(ENGINE_FRAME, dtype=np.float32)
-        self._lib.rnnoise_process_frame(state, out.ctypes.data_as(_FLOAT_P), inp.ctypes.data_as(_FLOAT_P))
+        self._lib.rnnoise_process_frame(
+            state, out.ctypes.data_as(_FLOAT_P), inp.ctypes.data_as(_FLOAT_P)
+        )
         return out / 32768.0

@@ -126,8 +126,11 @@ class PiperTTS(tts.TTS):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper")
         logger.info(
             "piper voice loaded",
-            extra={"voice": self._model_path.name, "cuda": self._use_cuda,
-                   "sample_rate": self.sample_rate},
+            extra={
+                "voice": self._model_path.name,
+                "cuda": self._use_cuda,
+                "sample_rate": self.sample_rate,
+            },
         )
 
     @property
@@ -203,7 +206,9 @@ class PiperTTS(tts.TTS):
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _length_scale(voice: PiperVoice, speed: float | None, length_scale: float | None) -> float | None:
+def _length_scale(
+    voice: PiperVoice, speed: float | None, length_scale: float | None
+) -> float | None:
     if length_scale is not None:
         if length_scale <= 0:
             raise ValueError("length_scale must be > 0")

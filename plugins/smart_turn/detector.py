@@ -58,8 +58,13 @@ class HybridTurnOptions:
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError("threshold must be within [0, 1]")
-        for name in ("decision_pause", "min_delay", "silence_timeout", "min_speech",
-                     "prediction_timeout"):
+        for name in (
+            "decision_pause",
+            "min_delay",
+            "silence_timeout",
+            "min_speech",
+            "prediction_timeout",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.silence_timeout < self.min_delay:

@@ -35,7 +35,9 @@ class SmartTurnModel:
         if use_cuda and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
         try:
-            self._session = ort.InferenceSession(str(model_path), sess_options=so, providers=providers)
+            self._session = ort.InferenceSession(
+                str(model_path), sess_options=so, providers=providers
+            )
         except Exception as e:
             raise ModelLoadError(f"Smart Turn model {model_path} failed to load: {e}") from e
         self._input = self._session.get_inputs()[0].name

@@ -12,7 +12,9 @@ from faster_whisper import WhisperModel
 from .._common.errors import ModelLoadError
 
 Device = Literal["auto", "cuda", "cpu"]
-ComputeType = Literal["auto", "default", "int8", "int8_float16", "int8_float32", "float16", "float32"]
+ComputeType = Literal[
+    "auto", "default", "int8", "int8_float16", "int8_float32", "float16", "float32"
+]
 
 
 def packaged_tiny_en() -> Path:

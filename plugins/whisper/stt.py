@@ -35,7 +35,7 @@ from livekit.agents import (
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import AudioBuffer, is_given
 
-from .._common.audio import Float32Array, frames_to_mono, to_mono, frame_to_float
+from .._common.audio import Float32Array, frame_to_float, frames_to_mono, to_mono
 from .log import logger
 from .models import ComputeType, Device, ResolvedModel, load_whisper, resolve_model
 
@@ -119,8 +119,11 @@ class WhisperSTT(stt.STT):
         self._executor = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="whisper")
         logger.info(
             "whisper model loaded",
-            extra={"model": self._resolved.source, "device": self._resolved.device,
-                   "compute_type": self._resolved.compute_type},
+            extra={
+                "model": self._resolved.source,
+                "device": self._resolved.device,
+                "compute_type": self._resolved.compute_type,
+            },
         )
 
     @property
@@ -202,11 +205,15 @@ class WhisperSTT(stt.STT):
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _final_event(request_id: str, text: str, language: str | None, duration: float) -> stt.SpeechEvent:
+def _final_event(
+    request_id: str, text: str, language: str | None, duration: float
+) -> stt.SpeechEvent:
     return stt.SpeechEvent(
         type=stt.SpeechEventType.FINAL_TRANSCRIPT,
         request_id=request_id,
-        alternatives=[stt.SpeechData(language=language or "", text=text, confidence=1.0 if text else 0.0)],
+        alternatives=[
+            stt.SpeechData(language=language or "", text=text, confidence=1.0 if text else 0.0)
+        ],
         recognition_usage=stt.RecognitionUsage(audio_duration=duration),
     )
 
@@ -257,7 +264,9 @@ class _Utterance:
 
 
 class WhisperRecognizeStream(stt.RecognizeStream):
-    def __init__(self, *, stt: WhisperSTT, opts: _STTOptions, conn_options: APIConnectOptions) -> None:
+    def __init__(
+        self, *, stt: WhisperSTT, opts: _STTOptions, conn_options: APIConnectOptions
+    ) -> None:
         # the base class resamples every pushed frame to 16 kHz for us
         super().__init__(stt=stt, conn_options=conn_options, sample_rate=SAMPLE_RATE)
         self._whisper = stt
@@ -279,7 +288,9 @@ class WhisperRecognizeStream(stt.RecognizeStream):
                     utterance.clear()
                     text = await self._whisper.transcribe(audio, self._opts.language)
                     self._event_ch.send_nowait(
-                        _final_event(request_id, text, self._opts.language, audio.size / SAMPLE_RATE)
+                        _final_event(
+                            request_id, text, self._opts.language, audio.size / SAMPLE_RATE
+                        )
                     )
                     request_id = utils.shortuuid()
                     continue

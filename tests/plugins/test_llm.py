@@ -13,7 +13,9 @@ from plugins._common.assets import resolve
 
 def _ctx(question: str) -> llm.ChatContext:
     ctx = llm.ChatContext()
-    ctx.add_message(role="system", content="You are a helpful voice assistant. Answer in one short sentence.")
+    ctx.add_message(
+        role="system", content="You are a helpful voice assistant. Answer in one short sentence."
+    )
     ctx.add_message(role="user", content=question)
     return ctx
 
@@ -49,18 +51,32 @@ def llama_server(cache_dir):
 
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(resolve(SMOLLM2_135M, cache_dir)),
-         "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(resolve(SMOLLM2_135M, cache_dir)),
+            "--model_alias",
+            "smollm2",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             break
-        except OSError:
+        except OSError as e:
             if proc.poll() is not None:
-                raise RuntimeError("llama_cpp.server exited at start")
+                raise RuntimeError("llama_cpp.server exited at start") from e
             time.sleep(0.3)
     yield f"http://127.0.0.1:{port}/v1"
     proc.terminate()

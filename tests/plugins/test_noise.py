@@ -37,7 +37,9 @@ def test_raises_snr_by_3db(name: str, rate: int) -> None:
     after = _aligned_si_sdr(speech, out, max_delay=int(0.12 * rate))
     assert after - before >= 3.0, (before, after)
     # speech in, speech out: never silence
-    assert np.sqrt(np.mean(out.astype(np.float64) ** 2)) > 0.3 * np.sqrt(np.mean(speech.astype(np.float64) ** 2))
+    assert np.sqrt(np.mean(out.astype(np.float64) ** 2)) > 0.3 * np.sqrt(
+        np.mean(speech.astype(np.float64) ** 2)
+    )
 
 
 @pytest.mark.parametrize("name", ["rnnoise", "deepfilternet"])

@@ -35,7 +35,10 @@ async def test_stream_emits_first_sentence_before_input_ends(piper_tts, whisper_
     frames = [first.frame] + [ev.frame async for ev in stream]
     await stream.aclose()
     ev = await whisper_stt.recognize(frames)
-    assert wer("Good morning my friend. I have checked the calendar for you.", ev.alternatives[0].text) <= 0.2
+    assert (
+        wer("Good morning my friend. I have checked the calendar for you.", ev.alternatives[0].text)
+        <= 0.2
+    )
 
 
 async def test_speed_changes_duration(piper_tts) -> None:

@@ -41,12 +41,16 @@ async def _run_turn(whisper_stt, piper_tts, llama_instance, smart_turn_model, *,
     session.output.audio = speaker
     transcripts: list[str] = []
     committed_at: list[float] = []
-    session.on("user_input_transcribed", lambda ev: ev.is_final and transcripts.append(ev.transcript))
+    session.on(
+        "user_input_transcribed", lambda ev: ev.is_final and transcripts.append(ev.transcript)
+    )
     session.on(
         "agent_state_changed",
         lambda ev: ev.new_state == "thinking" and committed_at.append(time.time()),
     )
-    await session.start(Agent(instructions="You are a friendly voice assistant. Answer in one short sentence."))
+    await session.start(
+        Agent(instructions="You are a friendly voice assistant. Answer in one short sentence.")
+    )
     try:
         await mic.play_silence(0.5)
         await mic.play(speech, 16000)
@@ -60,12 +64,18 @@ async def _run_turn(whisper_stt, piper_tts, llama_instance, smart_turn_model, *,
 
 
 @pytest.mark.slow
-async def test_full_turn_with_every_engine(whisper_stt, piper_tts, llama_instance, smart_turn_model) -> None:
+async def test_full_turn_with_every_engine(
+    whisper_stt, piper_tts, llama_instance, smart_turn_model
+) -> None:
     from plugins.smart_turn import HybridTurnOptions
 
     mic, speaker, transcripts, committed = await _run_turn(
-        whisper_stt, piper_tts, llama_instance, smart_turn_model,
-        options=HybridTurnOptions(silence_timeout=3.0), speech=trim_silence(speak(QUESTION, rate=16000)),
+        whisper_stt,
+        piper_tts,
+        llama_instance,
+        smart_turn_model,
+        options=HybridTurnOptions(silence_timeout=3.0),
+        speech=trim_silence(speak(QUESTION, rate=16000)),
     )
     assert transcripts and wer(QUESTION, transcripts[-1]) <= 0.2, transcripts
     pcm, rate = speaker.pcm()
@@ -84,9 +94,14 @@ async def test_silence_timeout_ends_turn_the_model_calls_unfinished(
 
     timeout = 2.5
     mic, speaker, _, committed = await _run_turn(
-        whisper_stt, piper_tts, llama_instance, smart_turn_model,
+        whisper_stt,
+        piper_tts,
+        llama_instance,
+        smart_turn_model,
         options=HybridTurnOptions(threshold=1.0, silence_timeout=timeout),
-        speech=trim_silence(speak("I would like to change the delivery address for my", rate=16000)),
+        speech=trim_silence(
+            speak("I would like to change the delivery address for my", rate=16000)
+        ),
     )
     waited = committed[0] - mic.speech_ended_at[0]
     assert waited >= timeout - 0.1, waited  # the model's "not done" held the turn open…

@@ -14,7 +14,10 @@ from tests.audio_fixtures import to_frames
 CASES = [
     ("What is the weather like in Paris today?", "What is the weather like in Par"),
     ("Thank you, that is all I needed.", "Thank you, that is all I nee"),
-    ("Can you tell me a short story about a friendly robot?", "Can you tell me a short story about a frie"),
+    (
+        "Can you tell me a short story about a friendly robot?",
+        "Can you tell me a short story about a frie",
+    ),
 ]
 
 
@@ -30,7 +33,9 @@ def _piper_16k(tts, text: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("full", "prefix"), CASES)
-def test_complete_sentence_ranks_above_cut_mid_word(smart_turn_model, piper_tts, full, prefix) -> None:
+def test_complete_sentence_ranks_above_cut_mid_word(
+    smart_turn_model, piper_tts, full, prefix
+) -> None:
     complete = _piper_16k(piper_tts, full)
     cut_at = _piper_16k(piper_tts, prefix).size  # the audio stops inside the last word
     pause = np.zeros(int(0.2 * 16000), dtype=np.float32)  # the short pause before a decision
@@ -49,7 +54,9 @@ def test_batch_equals_single(smart_turn_model) -> None:
     assert np.allclose(batched, single, atol=1e-4)
 
 
-async def test_stream_resamples_any_rate_and_keeps_last_8_seconds(smart_turn_model, piper_tts) -> None:
+async def test_stream_resamples_any_rate_and_keeps_last_8_seconds(
+    smart_turn_model, piper_tts
+) -> None:
     from plugins.smart_turn import SmartTurnDetector
 
     detector = SmartTurnDetector(smart_turn_model)
