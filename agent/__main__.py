@@ -1,25 +1,79 @@
-"""``python -m agent``: the worker's command line."""
+"""``python -m agent``: the worker's command line.
+
+LiveKit's own commands (``start``, ``console``, ``dev``, ``connect``) are handed to
+livekit-agents' CLI with our ``AgentServer``; ``download-files``, ``simulate`` and ``config``
+are ours.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 
-from .settings import Settings
+from .settings import Settings, SettingsError
+
+LIVEKIT_COMMANDS = ("start", "console", "dev", "connect")
+
+
+def _livekit_cli(settings: Settings, argv: list[str]) -> int:
+    from livekit.agents import cli
+
+    from .worker import EXIT_CONNECTION_FAILED, build_server, connection_failed
+
+    server = build_server(settings)
+    saved = sys.argv
+    sys.argv = ["python -m agent", *argv]
+    code: int = 0
+    try:
+        cli.run_app(server)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = saved
+    if argv[0] == "start" and connection_failed(server):
+        logging.getLogger("agent").error(
+            "gave up connecting to LiveKit; exiting for the supervisor to restart",
+            extra={"exit_code": EXIT_CONNECTION_FAILED},
+        )
+        return EXIT_CONNECTION_FAILED
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agent")
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        settings = Settings.from_env()
+    except SettingsError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return 2
+    if argv and argv[0] in LIVEKIT_COMMANDS:
+        return _livekit_cli(settings, argv)
+
+    parser = argparse.ArgumentParser(
+        prog="python -m agent",
+        description=f"LiveKit commands: {', '.join(LIVEKIT_COMMANDS)} (see `python -m agent "
+        "start --help`).",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("download-files", help="fetch and verify model assets under CACHE_PATH")
     sim = sub.add_parser("simulate", help="one voice turn in-process, WAV in and WAV out")
     sim.add_argument("--input", type=Path, default=None, help="WAV of any rate/channels")
     sim.add_argument("--output", type=Path, default=Path("reply.wav"))
+    sim.add_argument("--config", default=None, help="a session config message (JSON)")
+    conf = sub.add_parser("config", help="print the configuration reference")
+    conf.add_argument("--env-example", action="store_true", help="as .env.example")
+    conf.add_argument("--markdown", action="store_true", help="as docs/configuration.md")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    settings = Settings.from_env()
+    logging.basicConfig(level=settings.log_level, stream=sys.stderr)
+
+    if args.command == "config":
+        from .settings import render_env_example, render_markdown
+
+        sys.stdout.write(render_markdown() if args.markdown else render_env_example())
+        return 0
     if args.command == "download-files":
         from .assets import download_all
 
@@ -28,11 +82,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "simulate":
         import asyncio
-        import json
 
+        from .engines import turn_options
+        from .session_config import ConfigError, parse_config
         from .simulate import SAMPLE_QUESTION, simulate
 
-        result = asyncio.run(simulate(settings, args.input or SAMPLE_QUESTION, args.output))
+        config = None
+        if args.config is not None:
+            try:
+                config = parse_config(args.config, turn_options(settings))
+            except ConfigError as e:
+                print(json.dumps({"error": e.as_dict()}))
+                return 2
+        result = asyncio.run(simulate(settings, args.input or SAMPLE_QUESTION, args.output, config))
         print(json.dumps(result))
         return 0
     return 2

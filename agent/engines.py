@@ -1,49 +1,121 @@
-"""Loads the engines once per process and builds an ``AgentSession`` from them."""
+"""The engines, loaded once per process, and the ``AgentSession`` built from them.
+
+A worker loads them in its setup function (once per job process, before any job arrives);
+every session of that process shares them. Per-session state (VAD streams, turn-detector
+streams, noise filters) is created per session, never shared.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-from livekit.agents import AgentSession
+from livekit.agents import AgentSession, llm
 from livekit.plugins import silero
 
-from plugins.llama import LlamaLLM
+from plugins.noise import Framed48kDenoiser
+from plugins.noise import create as create_noise_filter
 from plugins.piper import PiperTTS
 from plugins.smart_turn import HybridTurnOptions, SmartTurnDetector, SmartTurnModel
 from plugins.whisper import WhisperSTT
+
+from .session_config import SessionConfig
+from .settings import Settings
+
+# livekit-agents' default (0.5 s) makes barge-in wait half a second of speech; a third of a
+# second still ignores coughs and clicks, which the VAD's own minimum already drops.
+BARGE_IN_MIN_SPEECH_S = 0.3
+
+
+def turn_options(settings: Settings) -> HybridTurnOptions:
+    return HybridTurnOptions(
+        threshold=settings.turn_threshold,
+        decision_pause=settings.turn_decision_pause_s,
+        silence_timeout=settings.turn_silence_timeout_s,
+        min_speech=settings.turn_min_speech_s,
+    )
+
+
+def build_llm(settings: Settings) -> llm.LLM:
+    """The embedded llama.cpp model, or an OpenAI-compatible endpoint when one is set."""
+    if settings.llm_base_url:
+        from plugins.llama import openai_compatible
+
+        return openai_compatible(
+            base_url=settings.llm_base_url,
+            model=settings.llm_model,
+            api_key=settings.llm_api_key or "unused",
+            temperature=settings.llm_temperature,
+            timeout_s=settings.llm_timeout_s,
+        )
+    from plugins.llama import LlamaLLM
+
+    return LlamaLLM(
+        cache_dir=settings.cache_path,
+        temperature=settings.llm_temperature,
+        max_tokens=settings.llm_max_tokens,
+    )
 
 
 @dataclass
 class Engines:
     """One loaded copy of each model, shared by every session of this process."""
 
+    settings: Settings
     stt: WhisperSTT
     tts: PiperTTS
-    llm: LlamaLLM
+    llm: llm.LLM
     turn_model: SmartTurnModel
+    _vads: dict[HybridTurnOptions, silero.VAD] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, cache_path: Path) -> Engines:
+    def load(cls, settings: Settings) -> Engines:
+        """Load every model; raises the plugin's error (naming what to run) when one is
+        missing, so a job process never starts half-equipped."""
         return cls(
-            stt=WhisperSTT(),
-            tts=PiperTTS(),
-            llm=LlamaLLM(cache_dir=cache_path, max_tokens=60),
-            turn_model=SmartTurnModel.from_cache(cache_path),
+            settings=settings,
+            stt=WhisperSTT(
+                model=settings.stt_model or None,
+                device=settings.stt_device,
+                compute_type=settings.stt_compute_type,  # type: ignore[arg-type]
+                beam_size=settings.stt_beam_size,
+                language=settings.stt_language or None,
+                download_root=settings.cache_path / "models" / "whisper",
+            ),
+            tts=PiperTTS(
+                model_path=settings.tts_voice or None,
+                speed=settings.tts_speed,
+                use_cuda="auto" if settings.tts_device == "auto" else settings.tts_device == "cuda",
+            ),
+            llm=build_llm(settings),
+            turn_model=SmartTurnModel.from_cache(settings.cache_path),
         )
 
-    def session(self, turn: HybridTurnOptions | None = None) -> AgentSession[Any]:
-        turn = turn or HybridTurnOptions()
+    def vad(self, turn: HybridTurnOptions) -> silero.VAD:
+        # the ONNX session is loaded once per option set; each session opens its own stream
+        if turn not in self._vads:
+            self._vads[turn] = silero.VAD.load(**turn.vad_options())
+        return self._vads[turn]
+
+    def noise_filter(self, name: str | None = None) -> Framed48kDenoiser | None:
+        """A fresh filter for one session (filters keep per-stream state)."""
+        return create_noise_filter(name or self.settings.noise_filter)  # type: ignore[arg-type]
+
+    def session(self, config: SessionConfig | None = None) -> AgentSession[Any]:
+        """A new session on the shared engines, with ``config``'s per-session choices."""
+        config = config or SessionConfig()
+        turn = config.turn or turn_options(self.settings)
+        tts = self.tts if config.tts_speed is None else self.tts.with_speed(config.tts_speed)
         return AgentSession(
-            vad=silero.VAD.load(**turn.vad_options()),
+            vad=self.vad(turn),
             stt=self.stt,
             llm=self.llm,
-            tts=self.tts,
+            tts=tts,
             turn_handling={
                 "turn_detection": SmartTurnDetector(self.turn_model, options=turn),
                 "endpointing": turn.endpointing(),  # type: ignore[typeddict-item]
-                "interruption": {"mode": "vad"},
+                "interruption": {"mode": "vad", "min_duration": BARGE_IN_MIN_SPEECH_S},
             },
+            aec_warmup_duration=self.settings.aec_warmup_s or None,
             session_close_transcript_timeout=0,
         )

@@ -1,22 +1,324 @@
-"""Typed settings, read from the environment once at start and passed down."""
+"""Typed settings, read from the environment once at start and passed down.
+
+Every field carries its environment variable, its meaning and whether it is a secret in the
+field metadata; ``.env.example`` and ``docs/configuration.md`` are rendered from it
+(``python -m agent config --env-example`` / ``--markdown``) and a test keeps them in sync.
+Plugins never read the environment: the worker builds them from this object.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import types
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+NoiseFilterName = Literal["off", "rnnoise", "deepfilternet"]
+DeviceName = Literal["auto", "cuda", "cpu"]
+LogFormat = Literal["json", "console"]
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the worker cannot use; names the variable."""
+
+
+def _env(name: str, help: str, *, secret: bool = False, group: str = "") -> Any:
+    return {"env": name, "help": help, "secret": secret, "group": group}
+
+
+def setting(default: Any, env: str, help: str, *, secret: bool = False, group: str) -> Any:
+    return field(default=default, metadata=_env(env, help, secret=secret, group=group))
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Attributes:
-    cache_path: root of the clip cache and the model asset store (``CACHE_PATH``).
-    """
+    """The worker's whole configuration. Build it with :meth:`from_env`."""
 
-    cache_path: Path
+    # --- LiveKit connection and worker ---------------------------------------------------
+    livekit_url: str = setting(
+        "ws://127.0.0.1:7880", "LIVEKIT_URL", "LiveKit server websocket URL.", group="LiveKit"
+    )
+    livekit_api_key: str = setting(
+        "",
+        "LIVEKIT_API_KEY",
+        "LiveKit API key (the worker and the dispatch API use it).",
+        group="LiveKit",
+    )
+    livekit_api_secret: str = setting(
+        "", "LIVEKIT_API_SECRET", "LiveKit API secret.", secret=True, group="LiveKit"
+    )
+    agent_name: str = setting(
+        "local-voice-agent",
+        "AGENT_NAME",
+        "Name the worker registers under. Set: explicit dispatch only (rooms get the agent "
+        "through a dispatch naming it). Empty: automatic dispatch into every new room.",
+        group="Worker",
+    )
+    worker_capacity: int = setting(
+        4,
+        "WORKER_CAPACITY",
+        "Jobs (rooms) one worker serves at once; the load reported to LiveKit is "
+        "active jobs / capacity.",
+        group="Worker",
+    )
+    load_threshold: float = setting(
+        0.99,
+        "LOAD_THRESHOLD",
+        "Load (0-1) at or above which the worker refuses new jobs.",
+        group="Worker",
+    )
+    num_idle_processes: int = setting(
+        1,
+        "NUM_IDLE_PROCESSES",
+        "Job processes kept warm (models loaded) ahead of jobs.",
+        group="Worker",
+    )
+    drain_timeout_s: int = setting(
+        300,
+        "DRAIN_TIMEOUT_S",
+        "On SIGTERM, seconds to let active sessions finish before exiting. Give the "
+        "supervisor a longer stop timeout than this.",
+        group="Worker",
+    )
+    process_init_timeout_s: float = setting(
+        120.0,
+        "PROCESS_INIT_TIMEOUT_S",
+        "Time a job process may take to load the models before it is considered failed.",
+        group="Worker",
+    )
+    max_connect_retries: int = setting(
+        16,
+        "MAX_CONNECT_RETRIES",
+        "Failed connection attempts to LiveKit before the worker gives up and exits with "
+        "code 75 (EX_TEMPFAIL) so the supervisor restarts it.",
+        group="Worker",
+    )
+    worker_http_host: str = setting(
+        "0.0.0.0",
+        "WORKER_HTTP_HOST",
+        "Bind address of LiveKit's worker health server.",
+        group="Worker",
+    )
+    worker_http_port: int = setting(
+        8081,
+        "WORKER_HTTP_PORT",
+        "Port of LiveKit's worker health server (0: any free port).",
+        group="Worker",
+    )
+    instructions: str = setting(
+        "You are a friendly voice assistant. Answer in one or two short sentences, "
+        "in plain words without lists or markup.",
+        "AGENT_INSTRUCTIONS",
+        'The agent\'s persona; dispatch metadata {"instructions": ...} overrides it per room.',
+        group="Worker",
+    )
+    # --- storage -------------------------------------------------------------------------
+    cache_path: Path = setting(
+        Path(".cache"),
+        "CACHE_PATH",
+        "Root of the model asset store and the clip cache; mount a durable volume here.",
+        group="Storage",
+    )
+    # --- engines -------------------------------------------------------------------------
+    stt_model: str = setting(
+        "",
+        "STT_MODEL",
+        "faster-whisper model: a CTranslate2 model directory or a size name found under "
+        "CACHE_PATH. Empty: the packaged tiny.en.",
+        group="Speech-to-text",
+    )
+    stt_device: DeviceName = setting(
+        "auto", "STT_DEVICE", "auto (CUDA when present), cuda or cpu.", group="Speech-to-text"
+    )
+    stt_compute_type: str = setting(
+        "auto",
+        "STT_COMPUTE_TYPE",
+        "CTranslate2 compute type; auto is float16 on CUDA, int8 on CPU.",
+        group="Speech-to-text",
+    )
+    stt_language: str = setting(
+        "en",
+        "STT_LANGUAGE",
+        "Language code; empty lets whisper detect it.",
+        group="Speech-to-text",
+    )
+    stt_beam_size: int = setting(
+        1, "STT_BEAM_SIZE", "Beam size (1 = greedy, fastest).", group="Speech-to-text"
+    )
+    tts_voice: str = setting(
+        "",
+        "TTS_VOICE",
+        "Piper voice .onnx file (its .onnx.json beside it). Empty: the packaged voice.",
+        group="Text-to-speech",
+    )
+    tts_speed: float = setting(
+        1.0, "TTS_SPEED", "Speaking rate (1.0 = the voice's own).", group="Text-to-speech"
+    )
+    tts_device: DeviceName = setting(
+        "auto", "TTS_DEVICE", "auto, cuda or cpu (onnxruntime provider).", group="Text-to-speech"
+    )
+    llm_base_url: str = setting(
+        "",
+        "LLM_BASE_URL",
+        "OpenAI-compatible endpoint (vLLM, llama.cpp server), e.g. http://127.0.0.1:8000/v1. "
+        "Empty: the embedded llama.cpp with the packaged SmolLM2-135M.",
+        group="LLM",
+    )
+    llm_model: str = setting("", "LLM_MODEL", "Model name sent to LLM_BASE_URL.", group="LLM")
+    llm_api_key: str = setting(
+        "", "LLM_API_KEY", "Bearer key for LLM_BASE_URL.", secret=True, group="LLM"
+    )
+    llm_temperature: float = setting(0.6, "LLM_TEMPERATURE", "Sampling temperature.", group="LLM")
+    llm_max_tokens: int = setting(
+        60, "LLM_MAX_TOKENS", "Longest reply of the embedded model, in tokens.", group="LLM"
+    )
+    llm_timeout_s: float = setting(
+        10.0,
+        "LLM_TIMEOUT_S",
+        "Time allowed for the LLM endpoint to start answering.",
+        group="LLM",
+    )
+    # --- turn taking ---------------------------------------------------------------------
+    noise_filter: NoiseFilterName = setting(
+        "off",
+        "NOISE_FILTER",
+        "off, rnnoise or deepfilternet. Off by default: on clean speech both filters cost "
+        "transcription accuracy (docs/benchmarks.md); turn one on for noisy rooms.",
+        group="Turn taking",
+    )
+    turn_threshold: float = setting(
+        0.5,
+        "TURN_THRESHOLD",
+        "Smart Turn probability at which a pause ends the turn.",
+        group="Turn taking",
+    )
+    turn_decision_pause_s: float = setting(
+        0.3, "TURN_DECISION_PAUSE_S", "Silence before Smart Turn is asked.", group="Turn taking"
+    )
+    turn_silence_timeout_s: float = setting(
+        2.0,
+        "TURN_SILENCE_TIMEOUT_S",
+        "Silence after which the turn ends whatever Smart Turn says.",
+        group="Turn taking",
+    )
+    turn_min_speech_s: float = setting(
+        0.25, "TURN_MIN_SPEECH_S", "Shortest sound that counts as speech.", group="Turn taking"
+    )
+    aec_warmup_s: float = setting(
+        3.0,
+        "AEC_WARMUP_S",
+        "After the agent starts speaking, seconds during which user audio cannot interrupt "
+        "it (lets the client's echo canceller converge). 0 disables; use 0 for telephony.",
+        group="Turn taking",
+    )
+    # --- logs ----------------------------------------------------------------------------
+    log_level: str = setting("INFO", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR.", group="Logs")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every field's variable from ``env`` (default ``os.environ``); unset or empty
+        variables keep the default, except strings, where empty is a value."""
         env = os.environ if env is None else env
-        return cls(cache_path=Path(env.get("CACHE_PATH", ".cache")).expanduser())
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = f.metadata["env"]
+            raw = env.get(name)
+            if raw is None:
+                continue
+            values[f.name] = _parse(name, raw, hints[f.name])
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.worker_capacity < 1:
+            raise SettingsError("WORKER_CAPACITY must be at least 1")
+        if not 0 < self.load_threshold < 1:
+            raise SettingsError("LOAD_THRESHOLD must be between 0 and 1 (exclusive)")
+        if self.drain_timeout_s < 0:
+            raise SettingsError("DRAIN_TIMEOUT_S must not be negative")
+        if self.llm_base_url and not self.llm_model:
+            raise SettingsError("LLM_MODEL is required when LLM_BASE_URL is set")
+
+    def redacted(self) -> dict[str, Any]:
+        """Field values with secrets masked, for the startup log."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = "***" if f.metadata["secret"] and value else str(value)
+        return out
+
+
+def _parse(name: str, raw: str, hint: Any) -> Any:
+    raw = raw.strip()
+    origin = get_origin(hint)
+    try:
+        if origin is Literal:
+            choices = get_args(hint)
+            if raw.lower() not in choices:
+                raise SettingsError(f"{name}={raw!r}: choose one of {', '.join(choices)}")
+            return raw.lower()
+        if hint is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise SettingsError(f"{name}={raw!r}: expected true or false")
+        if hint is int:
+            return int(raw)
+        if hint is float:
+            return float(raw)
+        if hint is Path:
+            return Path(raw).expanduser()
+        if hint is str or isinstance(hint, types.UnionType):
+            return raw
+    except ValueError as e:
+        if isinstance(e, SettingsError):
+            raise
+        raise SettingsError(f"{name}={raw!r}: expected {getattr(hint, '__name__', hint)}") from e
+    raise TypeError(f"unsupported settings type {hint!r} for {name}")
+
+
+def _default_text(f: dataclasses.Field[Any]) -> str:
+    return str(f.default)
+
+
+def render_env_example() -> str:
+    """``.env.example``: every variable with its default and meaning."""
+    lines = [
+        "# Environment of the voice worker (python -m agent ...). Every variable is optional;",
+        "# the value shown is the default. Generated by `python -m agent config --env-example`.",
+    ]
+    group = None
+    for f in dataclasses.fields(Settings):
+        if f.metadata["group"] != group:
+            group = f.metadata["group"]
+            lines += ["", f"# --- {group} ---"]
+        lines.append(f"# {f.metadata['help']}")
+        lines.append(f"{f.metadata['env']}={_default_text(f)}")
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown() -> str:
+    """``docs/configuration.md``: the same reference as a table per group."""
+    out = [
+        "# Configuration",
+        "",
+        "Every setting is an environment variable, read once at start into the typed "
+        "`agent.settings.Settings`. This page is generated from it "
+        "(`python -m agent config --markdown`); `.env.example` lists the same variables.",
+    ]
+    group = None
+    for f in dataclasses.fields(Settings):
+        if f.metadata["group"] != group:
+            group = f.metadata["group"]
+            out += ["", f"## {group}", "", "| Variable | Default | Meaning |", "|---|---|---|"]
+        default = _default_text(f) or "(empty)"
+        secret = " Secret: never logged." if f.metadata["secret"] else ""
+        out.append(f"| `{f.metadata['env']}` | `{default}` | {f.metadata['help']}{secret} |")
+    return "\n".join(out) + "\n"

@@ -3,8 +3,8 @@ captured with timestamps.
 
 These implement livekit-agents' ``io.AudioInput`` / ``io.AudioOutput``, so the session code
 path is the one that runs in a room; only the transport differs. ``simulate``, the tests and
-the load harness use them. The noise filter is applied here because LiveKit applies it in
-RoomIO, which a room-less session does not have.
+the load harness use them through ``VoiceManager.attach(identity, SessionIO(...))``, which
+also puts the session's noise filter in front of the input as RoomIO would.
 """
 
 from __future__ import annotations
@@ -26,23 +26,15 @@ FRAME_MS = 10
 class PacedAudioInput(AudioInput):
     """Plays PCM into the session at real-time pace, 10 ms frames, like a microphone track."""
 
-    def __init__(
-        self,
-        *,
-        noise_filter: rtc.FrameProcessor[rtc.AudioFrame] | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         super().__init__(label="PacedAudioInput")
         self._ch = utils.aio.Chan[rtc.AudioFrame]()
-        self._noise_filter = noise_filter
         self._clock = clock
+        self.speech_started_at: list[float] = []
         self.speech_ended_at: list[float] = []
 
     async def __anext__(self) -> rtc.AudioFrame:
         return await self._ch.__anext__()
-
-    def set_noise_filter(self, noise_filter: rtc.FrameProcessor[rtc.AudioFrame] | None) -> None:
-        self._noise_filter = noise_filter
 
     async def play(
         self,
@@ -60,16 +52,16 @@ class PacedAudioInput(AudioInput):
         per = rate * FRAME_MS // 1000
         total = samples.size // channels
         start = time.perf_counter()
+        began = self._clock()
         for i, offset in enumerate(range(0, total, per)):
             chunk = samples[offset * channels : (offset + per) * channels]
             frame = rtc.AudioFrame(chunk.tobytes(), rate, channels, chunk.size // channels)
-            if self._noise_filter is not None and self._noise_filter.enabled:
-                frame = self._noise_filter._process(frame)
             self._ch.send_nowait(frame)
             # sleep to the frame's due time rather than a fixed step so pacing never drifts
             due = start + (i + 1) * FRAME_MS / 1000
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
         if is_speech:
+            self.speech_started_at.append(began)
             self.speech_ended_at.append(self._clock())
 
     async def play_silence(self, seconds: float, rate: int = 16000) -> None:
@@ -104,6 +96,7 @@ class RecordingAudioOutput(AudioOutput):
         self._current: PlayoutSegment | None = None
         self._finish: asyncio.TimerHandle | None = None
         self.first_frame = asyncio.Event()
+        self._segment_started = asyncio.Event()
 
     async def capture_frame(self, frame: rtc.AudioFrame) -> None:
         await super().capture_frame(frame)
@@ -112,8 +105,15 @@ class RecordingAudioOutput(AudioOutput):
             self.segments.append(self._current)
             self.on_playback_started(created_at=self._current.started_at)
             self.first_frame.set()
+            self._segment_started.set()
         self._current.frames.append(frame)
         self._current.duration += frame.duration
+
+    async def wait_for_segments(self, count: int) -> None:
+        """Wait until the agent has started speaking ``count`` times in all."""
+        while len(self.segments) < count:
+            self._segment_started.clear()
+            await self._segment_started.wait()
 
     def flush(self) -> None:
         super().flush()

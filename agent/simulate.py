@@ -1,7 +1,8 @@
 """``python -m agent simulate``: one voice turn in-process, no LiveKit server, no network.
 
-WAV in → noise filter → VAD + Smart Turn → faster-whisper → llama.cpp → Piper → WAV out;
-prints one JSON object with the transcript, the reply and the stage latencies.
+WAV in → noise filter → VAD + Smart Turn → faster-whisper → LLM → Piper → WAV out, through
+the same VoiceManager a room uses (only the transport is a WAV instead of a track); prints
+one JSON object with the transcript, the reply and the stage latencies.
 """
 
 from __future__ import annotations
@@ -13,17 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from livekit.agents import Agent, metrics
 
 from plugins._common.audio import resample, to_mono
-from plugins.noise import RNNoiseFilter
 
 from .engines import Engines
+from .probe import TurnProbe
+from .session_config import SessionConfig
 from .settings import Settings
 from .sim_io import PacedAudioInput, RecordingAudioOutput
+from .voice_manager import SessionIO, VoiceManager
 
 SAMPLE_QUESTION = Path(__file__).parent / "data" / "sample_question.wav"
-INSTRUCTIONS = "You are a friendly voice assistant. Answer in one or two short sentences."
+USER_IDENTITY = "simulated-user"
 
 
 def read_wav_16k(path: Path) -> np.ndarray:
@@ -44,39 +46,21 @@ def write_wav(path: Path, pcm: np.ndarray, rate: int) -> None:
         w.writeframes(pcm.astype("<i2").tobytes())
 
 
-async def simulate(settings: Settings, input_wav: Path, output_wav: Path) -> dict[str, Any]:
-    engines = Engines.load(settings.cache_path)
-    session = engines.session()
-    mic = PacedAudioInput(noise_filter=RNNoiseFilter())
+async def simulate(
+    settings: Settings,
+    input_wav: Path,
+    output_wav: Path,
+    config: SessionConfig | None = None,
+    engines: Engines | None = None,
+) -> dict[str, Any]:
+    """Run one voice turn through a room-less VoiceManager and report what happened."""
+    engines = engines or Engines.load(settings)
+    manager = VoiceManager(engines, instructions=settings.instructions)
+    mic = PacedAudioInput()
     speaker = RecordingAudioOutput()
-    session.input.audio = mic
-    session.output.audio = speaker
-    found: dict[str, float] = {}
-    transcript: list[str] = []
-    reply: list[str] = []
-
-    def on_metrics(ev: Any) -> None:
-        m = ev.metrics
-        if isinstance(m, metrics.EOUMetrics) and "eou_ms" not in found:
-            found["eou_ms"] = m.end_of_utterance_delay * 1000
-            found["stt_final_ms"] = m.transcription_delay * 1000
-        elif isinstance(m, metrics.LLMMetrics) and "llm_ttft_ms" not in found:
-            found["llm_ttft_ms"] = m.ttft * 1000
-        elif isinstance(m, metrics.TTSMetrics) and "tts_ttfb_ms" not in found:
-            found["tts_ttfb_ms"] = m.ttfb * 1000
-
-    def on_item(ev: Any) -> None:
-        role = getattr(ev.item, "role", None)  # the first item may be a handoff with no role
-        text = getattr(ev.item, "text_content", None)
-        if role == "assistant" and text:
-            reply.append(text)
-
-    session.on("metrics_collected", on_metrics)
-    session.on(
-        "user_input_transcribed", lambda ev: ev.is_final and transcript.append(ev.transcript)
-    )
-    session.on("conversation_item_added", on_item)
-    await session.start(Agent(instructions=INSTRUCTIONS))
+    probe = TurnProbe()
+    attached = await manager.attach(USER_IDENTITY, SessionIO(mic, speaker), config=config)
+    probe.watch(attached.session)
     try:
         await mic.play_silence(0.3)
         await mic.play(read_wav_16k(input_wav), 16000)
@@ -86,13 +70,13 @@ async def simulate(settings: Settings, input_wav: Path, output_wav: Path) -> dic
         await asyncio.wait_for(speaker.wait_for_playout(), timeout=120)
         await asyncio.sleep(0.2)
     finally:
-        await session.aclose()
+        await manager.aclose()
     pcm, rate = speaker.pcm()
     write_wav(output_wav, pcm, rate)
     return {
-        "transcript": " ".join(transcript).strip(),
-        "reply": " ".join(reply).strip(),
-        **{k: round(v, 1) for k, v in found.items()},
+        "transcript": " ".join(probe.transcripts).strip(),
+        "reply": " ".join(probe.replies).strip(),
+        **{k: round(v, 1) for k, v in probe.first_latencies().items()},
         "voice_to_voice_ms": round(
             (speaker.segments[0].started_at - mic.speech_ended_at[0]) * 1000, 1
         ),

@@ -55,3 +55,20 @@ def llama_instance(cache_dir: Path) -> object:
     from plugins.llama.llm import SMOLLM2_135M, load_llama
 
     return load_llama(resolve(SMOLLM2_135M, cache_dir), n_ctx=2048, n_threads=None, n_gpu_layers=0)
+
+
+@pytest.fixture(scope="session")
+def engines(cache_dir: Path, whisper_stt, piper_tts, smart_turn_model, llama_instance) -> object:
+    """The worker's Engines built on the session's shared models (CPU, short replies)."""
+    from agent.engines import Engines
+    from agent.settings import Settings
+    from plugins.llama import LlamaLLM
+
+    settings = Settings(cache_path=cache_dir, noise_filter="off", llm_max_tokens=30)
+    return Engines(
+        settings=settings,
+        stt=whisper_stt,
+        tts=piper_tts,
+        llm=LlamaLLM(model_instance=llama_instance, max_tokens=30),
+        turn_model=smart_turn_model,
+    )

@@ -159,6 +159,21 @@ class PiperTTS(tts.TTS):
             "volume": self._opts.volume,
         }
 
+    def with_speed(self, speed: float) -> PiperTTS:
+        """A TTS for one session at another speaking rate, sharing this loaded voice."""
+        return PiperTTS(
+            model_path=self._model_path,
+            config_path=self._config_path,
+            speed=speed,
+            speaker_id=self._opts.speaker_id,
+            noise_scale=self._opts.noise_scale,
+            noise_w_scale=self._opts.noise_w_scale,
+            volume=self._opts.volume,
+            use_cuda=self._use_cuda,
+            sentence_tokenizer=self._sentence_tokenizer,
+            voice_instance=self._voice,
+        )
+
     def update_options(
         self,
         *,

@@ -11,6 +11,7 @@ from livekit.agents import Agent, AgentSession
 from livekit.plugins import silero
 
 from agent.sim_io import PacedAudioInput, RecordingAudioOutput
+from agent.voice_manager import FilteredAudioInput
 from tests.audio_fixtures import speak, trim_silence, wer
 
 QUESTION = "What is the weather like in Paris today?"
@@ -35,9 +36,9 @@ async def _run_turn(whisper_stt, piper_tts, llama_instance, smart_turn_model, *,
         },
         session_close_transcript_timeout=0,
     )
-    mic = PacedAudioInput(noise_filter=RNNoiseFilter())
+    mic = PacedAudioInput()
     speaker = RecordingAudioOutput()
-    session.input.audio = mic
+    session.input.audio = FilteredAudioInput(mic, RNNoiseFilter())
     session.output.audio = speaker
     transcripts: list[str] = []
     committed_at: list[float] = []

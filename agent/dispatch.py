@@ -1,0 +1,65 @@
+"""Dispatch metadata: what a backend may say about a room when it dispatches the agent.
+
+The metadata is a JSON object (or empty)::
+
+    {"instructions": "You are the front desk of ...", "participant": "caller-1"}
+
+``instructions`` replaces the persona from settings for every session of the room;
+``participant`` limits the agent to one participant's audio. Anything else is an error, so a
+typo in a backend does not silently fall back to defaults: the request handler rejects the
+job and logs why.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+MAX_METADATA_BYTES = 16 * 1024
+MAX_INSTRUCTIONS_CHARS = 8000
+
+
+class MetadataError(ValueError):
+    """Dispatch metadata that cannot be used; ``field`` names the offending key."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchMetadata:
+    instructions: str | None = None
+    participant: str | None = None
+
+    @classmethod
+    def parse(cls, raw: str | bytes | None) -> DispatchMetadata:
+        if not raw:
+            return cls()
+        if len(raw) > MAX_METADATA_BYTES:
+            raise MetadataError(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
+        try:
+            data: Any = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise MetadataError(f"metadata is not valid JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise MetadataError("metadata must be a JSON object")
+        unknown = sorted(set(data) - {"instructions", "participant"})
+        if unknown:
+            raise MetadataError(f"unknown metadata field {unknown[0]!r}", field=unknown[0])
+        return cls(
+            instructions=_optional_str(data, "instructions", MAX_INSTRUCTIONS_CHARS),
+            participant=_optional_str(data, "participant", 256),
+        )
+
+
+def _optional_str(data: dict[str, Any], key: str, limit: int) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise MetadataError(f"{key} must be a non-empty string", field=key)
+    if len(value) > limit:
+        raise MetadataError(f"{key} is longer than {limit} characters", field=key)
+    return value

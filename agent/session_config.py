@@ -1,0 +1,143 @@
+"""A session's configuration message: parsed strictly, applied per participant session.
+
+Shape (every key optional)::
+
+    {
+      "noise_filter": "off" | "rnnoise" | "deepfilternet",
+      "llm":  {"instructions": "..."},
+      "tts":  {"speed": 1.1},
+      "turn": {"threshold": 0.5, "decision_pause": 0.3, "silence_timeout": 2.0,
+               "min_speech": 0.25}
+    }
+
+Unknown keys, wrong types and out-of-range values raise :class:`ConfigError` carrying a
+machine-readable ``code``, a ``message`` and the dotted ``field`` at fault; nothing is
+applied when any part is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+from plugins.smart_turn import HybridTurnOptions
+
+MAX_CONFIG_BYTES = 16 * 1024
+NOISE_FILTERS = ("off", "rnnoise", "deepfilternet")
+_TURN_RANGES = {
+    "threshold": (0.0, 1.0),
+    "decision_pause": (0.05, 5.0),
+    "silence_timeout": (0.1, 30.0),
+    "min_speech": (0.0, 5.0),
+}
+
+
+class ConfigError(ValueError):
+    """A config message that cannot be applied."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "field": self.field}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """The resolved settings of one session; ``None`` means "the worker's default"."""
+
+    noise_filter: str | None = None
+    instructions: str | None = None
+    tts_speed: float | None = None
+    turn: HybridTurnOptions | None = None
+
+    def merged(self, update: SessionConfig) -> SessionConfig:
+        """This config with every field ``update`` sets replaced."""
+        return SessionConfig(
+            noise_filter=update.noise_filter or self.noise_filter,
+            instructions=update.instructions or self.instructions,
+            tts_speed=update.tts_speed if update.tts_speed is not None else self.tts_speed,
+            turn=update.turn or self.turn,
+        )
+
+
+def parse_config(raw: str | bytes | dict[str, Any], base_turn: HybridTurnOptions) -> SessionConfig:
+    """Parse a config message; ``base_turn`` fills the turn keys the message leaves out."""
+    data = _load(raw)
+    _only(data, {"noise_filter", "llm", "tts", "turn"}, prefix="")
+    noise = data.get("noise_filter")
+    if noise is not None and noise not in NOISE_FILTERS:
+        raise ConfigError(
+            "invalid_value",
+            f"noise_filter must be one of {', '.join(NOISE_FILTERS)}",
+            "noise_filter",
+        )
+    instructions = None
+    if "llm" in data:
+        llm = _object(data["llm"], "llm")
+        _only(llm, {"instructions"}, prefix="llm.")
+        if "instructions" in llm:
+            instructions = _string(llm["instructions"], "llm.instructions", 8000)
+    speed = None
+    if "tts" in data:
+        tts = _object(data["tts"], "tts")
+        _only(tts, {"speed"}, prefix="tts.")
+        if "speed" in tts:
+            speed = _number(tts["speed"], "tts.speed", 0.5, 2.0)
+    turn = None
+    if "turn" in data:
+        t = _object(data["turn"], "turn")
+        _only(t, set(_TURN_RANGES), prefix="turn.")
+        values = {k: _number(v, f"turn.{k}", *_TURN_RANGES[k]) for k, v in t.items()}
+        try:
+            turn = replace(base_turn, **values)
+        except ValueError as e:
+            raise ConfigError("invalid_value", str(e), "turn") from None
+    return SessionConfig(noise_filter=noise, instructions=instructions, tts_speed=speed, turn=turn)
+
+
+def _load(raw: str | bytes | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError("too_large", f"config message is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError("invalid_json", f"config message is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("invalid_type", "config message must be a JSON object")
+    return data
+
+
+def _only(data: dict[str, Any], allowed: set[str], *, prefix: str) -> None:
+    for key in data:
+        if key not in allowed:
+            raise ConfigError("unknown_field", f"unknown field {prefix}{key}", f"{prefix}{key}")
+
+
+def _object(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError("invalid_type", f"{name} must be an object", name)
+    return value
+
+
+def _string(value: Any, name: str, limit: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError("invalid_type", f"{name} must be a non-empty string", name)
+    if len(value) > limit:
+        raise ConfigError("too_large", f"{name} is longer than {limit} characters", name)
+    return value
+
+
+def _number(value: Any, name: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError("invalid_type", f"{name} must be a number", name)
+    if not low <= value <= high:
+        raise ConfigError("invalid_value", f"{name} must be within [{low}, {high}]", name)
+    return float(value)

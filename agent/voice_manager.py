@@ -1,0 +1,252 @@
+"""The VoiceManager: one voice pipeline per speaking participant of a room.
+
+The entrypoint creates one VoiceManager per job (room). For each participant who publishes
+a microphone track it attaches an ``AgentSession`` built from the process's engines and
+bound to that participant (RoomIO with ``participant_identity``, the noise filter in RoomIO's
+hook, the agent's reply on its own track ``agent-<identity>``); when the participant leaves,
+the session is closed and forgotten. Sessions are independent: a session that fails to start
+or dies is logged and dropped, and the others go on.
+
+The same object runs without a room: :meth:`VoiceManager.attach` takes a :class:`SessionIO`
+(any ``io.AudioInput``/``io.AudioOutput``), which is how ``simulate``, the tests and the load
+harness drive the very code path a room uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from livekit import rtc
+from livekit.agents import Agent, AgentSession, utils
+from livekit.agents.voice import room_io
+from livekit.agents.voice.events import CloseEvent
+from livekit.agents.voice.io import AudioInput, AudioOutput
+
+from plugins.noise import Framed48kDenoiser
+
+from .engines import Engines
+from .log import logger
+from .session_config import SessionConfig
+
+
+@dataclass
+class SessionIO:
+    """Room-less transport for one session: where its audio comes from and goes to."""
+
+    audio_input: AudioInput
+    audio_output: AudioOutput
+
+
+class FilteredAudioInput(AudioInput):
+    """Applies a session's noise filter to a room-less input, as RoomIO does for a track."""
+
+    def __init__(self, source: AudioInput, noise_filter: Framed48kDenoiser) -> None:
+        super().__init__(label=f"NoiseFiltered({source.label})", source=source)
+        self._filter = noise_filter
+
+    async def __anext__(self) -> rtc.AudioFrame:
+        assert self.source is not None
+        return self._filter.process(await self.source.__anext__())
+
+
+@dataclass
+class ParticipantSession:
+    """A participant's voice pipeline and what the manager must release with it."""
+
+    identity: str
+    session: AgentSession[Any]
+    noise_filter: Framed48kDenoiser | None
+    config: SessionConfig
+    started_at: float = field(default_factory=time.time)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    close_reason: str | None = None
+
+
+class VoiceManager(utils.EventEmitter[str]):
+    """Attaches and detaches per-participant voice sessions for one room (or none).
+
+    Events: ``session_attached`` (ParticipantSession), ``session_detached``
+    (ParticipantSession, after it closed; ``close_reason`` says why).
+    """
+
+    def __init__(
+        self,
+        engines: Engines,
+        *,
+        instructions: str,
+        config: SessionConfig | None = None,
+        room: rtc.Room | None = None,
+        only_participant: str | None = None,
+        agent_factory: Callable[[str], Agent] | None = None,
+    ) -> None:
+        super().__init__()
+        self._engines = engines
+        self._instructions = instructions
+        self._config = config or SessionConfig()
+        self._room = room
+        self._only = only_participant
+        self._agent_factory = agent_factory or (lambda instr: Agent(instructions=instr))
+        self._sessions: dict[str, ParticipantSession] = {}
+        self._pending: dict[str, asyncio.Task[ParticipantSession | None]] = {}
+        self._pending_detach: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    @property
+    def sessions(self) -> dict[str, ParticipantSession]:
+        """Attached sessions by participant identity (a copy)."""
+        return dict(self._sessions)
+
+    # --- room binding ----------------------------------------------------------------------
+
+    def bind_room(self) -> None:
+        """Follow the room: attach to every remote participant with a microphone track,
+        now and later, and detach those who leave. Call after ``ctx.connect()``."""
+        room = self._room
+        if room is None:
+            raise RuntimeError("bind_room() needs a VoiceManager created with a room")
+        room.on("track_published", self._on_track_published)
+        room.on("participant_disconnected", self._on_participant_disconnected)
+        for participant in room.remote_participants.values():
+            if any(
+                pub.kind == rtc.TrackKind.KIND_AUDIO
+                for pub in participant.track_publications.values()
+            ):
+                self._attach_soon(participant.identity)
+
+    def _on_track_published(
+        self, publication: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant
+    ) -> None:
+        if publication.kind == rtc.TrackKind.KIND_AUDIO:
+            self._attach_soon(participant.identity)
+
+    def _on_participant_disconnected(self, participant: rtc.RemoteParticipant) -> None:
+        task = asyncio.create_task(self.detach(participant.identity, reason="participant left"))
+        self._pending_detach.add(task)
+        task.add_done_callback(self._pending_detach.discard)
+
+    def _attach_soon(self, identity: str) -> None:
+        if identity in self._sessions or identity in self._pending or self._closing:
+            return
+        if self._only is not None and identity != self._only:
+            return
+        task = asyncio.create_task(self._attach_logged(identity))
+        self._pending[identity] = task
+        task.add_done_callback(lambda _: self._pending.pop(identity, None))
+
+    async def _attach_logged(self, identity: str) -> ParticipantSession | None:
+        try:
+            return await self.attach(identity)
+        except Exception:
+            # one participant's broken pipeline must not take the room down
+            logger.exception("could not attach a voice session", extra={"participant": identity})
+            return None
+
+    # --- sessions --------------------------------------------------------------------------
+
+    async def attach(
+        self, identity: str, io: SessionIO | None = None, config: SessionConfig | None = None
+    ) -> ParticipantSession:
+        """Start a voice session for ``identity``; with ``io`` it runs without a room.
+
+        ``config`` overrides the room's config (from dispatch metadata) for this session.
+
+        Raises what the session's construction raised (e.g. a noise filter that fails to
+        load); nothing is left attached in that case.
+        """
+        if self._closing:
+            raise RuntimeError("the VoiceManager is closed")
+        if identity in self._sessions:
+            raise ValueError(f"participant {identity!r} already has a voice session")
+        config = self._config.merged(config) if config is not None else self._config
+        noise_filter = self._engines.noise_filter(config.noise_filter)
+        session = self._engines.session(config)
+        entry = ParticipantSession(
+            identity=identity, session=session, noise_filter=noise_filter, config=config
+        )
+        self._sessions[identity] = entry
+        session.on("close", lambda ev: self._on_session_close(entry, ev))
+        try:
+            agent = self._agent_factory(config.instructions or self._instructions)
+            if io is not None:
+                session.input.audio = (
+                    FilteredAudioInput(io.audio_input, noise_filter)
+                    if noise_filter is not None
+                    else io.audio_input
+                )
+                session.output.audio = io.audio_output
+                await session.start(agent)
+            else:
+                await session.start(
+                    agent, room=self._room, room_options=self._room_options(identity, noise_filter)
+                )
+        except BaseException:
+            self._sessions.pop(identity, None)
+            if noise_filter is not None:
+                noise_filter.close()
+            await session.aclose()
+            raise
+        logger.info("voice session attached", extra={"participant": identity})
+        self.emit("session_attached", entry)
+        return entry
+
+    def _room_options(
+        self, identity: str, noise_filter: Framed48kDenoiser | None
+    ) -> room_io.RoomOptions:
+        return room_io.RoomOptions(
+            participant_identity=identity,
+            audio_input=room_io.AudioInputOptions(
+                noise_cancellation=noise_filter if noise_filter is not None else None
+            ),
+            audio_output=room_io.AudioOutputOptions(track_name=f"agent-{identity}"),
+            # typed chat is routed per room, not per session (several sessions share a room)
+            text_input=False,
+            close_on_disconnect=True,
+        )
+
+    def _on_session_close(self, entry: ParticipantSession, ev: CloseEvent) -> None:
+        if self._sessions.get(entry.identity) is entry:
+            del self._sessions[entry.identity]
+        if entry.noise_filter is not None:
+            entry.noise_filter.close()
+        entry.close_reason = entry.close_reason or str(ev.reason)
+        if ev.error is not None:
+            logger.error(
+                "voice session closed by an error",
+                extra={"participant": entry.identity, "error": str(ev.error)},
+            )
+        else:
+            logger.info(
+                "voice session detached",
+                extra={"participant": entry.identity, "reason": entry.close_reason},
+            )
+        entry.closed.set()
+        self.emit("session_detached", entry)
+
+    async def detach(self, identity: str, *, reason: str = "detached") -> None:
+        """Close ``identity``'s session if it has one (idempotent)."""
+        pending = self._pending.get(identity)
+        if pending is not None:
+            await asyncio.wait({pending})
+        entry = self._sessions.get(identity)
+        if entry is None:
+            return
+        entry.close_reason = reason
+        await entry.session.aclose()
+        await entry.closed.wait()
+
+    async def aclose(self) -> None:
+        """Close every session; the room binding stops attaching new ones."""
+        self._closing = True
+        if self._room is not None:
+            self._room.off("track_published", self._on_track_published)
+            self._room.off("participant_disconnected", self._on_participant_disconnected)
+        if self._pending:
+            await asyncio.wait(set(self._pending.values()))
+        await asyncio.gather(
+            *(self.detach(i, reason="shutdown") for i in list(self._sessions)),
+            return_exceptions=True,
+        )

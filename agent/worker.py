@@ -1,0 +1,133 @@
+"""The LiveKit worker: an ``AgentServer`` whose jobs run a VoiceManager in their room.
+
+What runs where (livekit-agents runs each job in its own process):
+
+- main process: registration with LiveKit, :func:`on_request` (admission: dispatch
+  metadata is checked before a job is accepted) and :func:`worker_load` (what LiveKit
+  balances on);
+- job processes: :func:`setup` loads the engines once when the process is warmed, before
+  any job, and :func:`entrypoint` runs one room with them.
+
+Everything passed to the job processes is a module-level function or a picklable value,
+because they are started by a forkserver.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess, JobRequest
+
+from .dispatch import DispatchMetadata, MetadataError
+from .engines import Engines
+from .log import logger
+from .settings import Settings
+from .voice_manager import VoiceManager
+
+# the exit status of ``start`` when the worker gave up connecting to LiveKit: EX_TEMPFAIL,
+# "try again later", so a supervisor restarting on failure brings it back
+EXIT_CONNECTION_FAILED = 75
+CONSOLE_IDENTITY = "console-user"
+
+
+def setup(settings: Settings, proc: JobProcess) -> None:
+    """Job-process warm-up: load every model once, before the process takes a job."""
+    proc.userdata["engines"] = Engines.load(settings)
+    logger.info("engines loaded", extra={"pid": proc.pid})
+
+
+def worker_load(capacity: int, server: AgentServer) -> float:
+    """Load reported to LiveKit, 0..1: active jobs against the configured capacity.
+
+    livekit-agents' default measures CPU, which says nothing about a GPU worker whose
+    bottleneck is model throughput; the configured capacity is what the operator measured
+    (benchmarks/) for their hardware.
+    """
+    return min(1.0, len(server.active_jobs) / capacity)
+
+
+async def on_request(req: JobRequest) -> None:
+    """Admission in the main process: refuse a dispatch whose metadata is unusable, so the
+    backend's mistake shows up as a refused dispatch and a log line, not a silent default."""
+    try:
+        DispatchMetadata.parse(req.job.metadata)
+    except MetadataError as e:
+        logger.warning(
+            "dispatch rejected: bad metadata",
+            extra={"job_id": req.job.id, "room": req.room.name, "error": str(e), "field": e.field},
+        )
+        await req.reject()
+        return
+    await req.accept()
+
+
+def _console_enabled() -> bool:
+    from livekit.agents import cli
+
+    return bool(cli.AgentsConsole.get_instance().enabled)
+
+
+async def entrypoint(ctx: JobContext) -> None:
+    """One job: a VoiceManager for the room, closed with the job."""
+    engines: Engines = ctx.proc.userdata["engines"]
+    meta = DispatchMetadata.parse(ctx.job.metadata)
+    logger.info(
+        "job started",
+        extra={
+            "job_id": ctx.job.id,
+            "room": ctx.job.room.name,
+            "instructions_from": "metadata" if meta.instructions else "settings",
+            "only_participant": meta.participant,
+        },
+    )
+    if _console_enabled():
+        # the console replaces the room: one session wired to the terminal by livekit-agents
+        manager = VoiceManager(
+            engines,
+            instructions=meta.instructions or engines.settings.instructions,
+            room=ctx.room,
+        )
+        ctx.add_shutdown_callback(manager.aclose)
+        await manager.attach(CONSOLE_IDENTITY)
+        return
+    await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
+    manager = VoiceManager(
+        engines,
+        instructions=meta.instructions or engines.settings.instructions,
+        room=ctx.room,
+        only_participant=meta.participant,
+    )
+    ctx.add_shutdown_callback(manager.aclose)
+    manager.bind_room()
+
+
+def build_server(settings: Settings) -> AgentServer:
+    """The worker, configured from ``settings`` (LiveKit's CLI may still override the URL
+    and keys from its own flags)."""
+    server = AgentServer(
+        setup_fnc=partial(setup, settings),
+        load_fnc=partial(worker_load, settings.worker_capacity),
+        load_threshold=settings.load_threshold,
+        num_idle_processes=settings.num_idle_processes,
+        host=settings.worker_http_host,
+        port=settings.worker_http_port,
+        drain_timeout=settings.drain_timeout_s,
+        initialize_process_timeout=settings.process_init_timeout_s,
+        max_retry=settings.max_connect_retries,
+        ws_url=settings.livekit_url,
+        api_key=settings.livekit_api_key,
+        api_secret=settings.livekit_api_secret,
+    )
+    server.rtc_session(entrypoint, agent_name=settings.agent_name, on_request=on_request)
+    return server
+
+
+def connection_failed(server: AgentServer) -> bool:
+    """Whether the worker stopped because it gave up connecting to LiveKit.
+
+    livekit-agents logs "worker failed" and returns normally in that case; there is no
+    public accessor yet, so this reads the flag it sets.
+    """
+    flag: Any = getattr(server, "_connection_failed", False)
+    return bool(flag)

@@ -1,0 +1,151 @@
+"""The VoiceManager driven room-less with real models: turns, barge-in, several participants."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from agent.probe import TurnProbe
+from agent.sim_io import PacedAudioInput, RecordingAudioOutput
+from agent.voice_manager import ParticipantSession, SessionIO, VoiceManager
+from tests.audio_fixtures import speak, trim_silence, wer
+
+pytestmark = pytest.mark.slow
+
+INSTRUCTIONS = "You are a friendly voice assistant. Answer in one short sentence."
+
+
+@dataclass
+class Caller:
+    """One simulated participant: a microphone, a loudspeaker and what was heard."""
+
+    mic: PacedAudioInput
+    speaker: RecordingAudioOutput
+    probe: TurnProbe
+    attached: ParticipantSession
+
+    @classmethod
+    async def join(cls, manager: VoiceManager, identity: str) -> Caller:
+        mic, speaker, probe = PacedAudioInput(), RecordingAudioOutput(), TurnProbe()
+        attached = await manager.attach(identity, SessionIO(mic, speaker))
+        probe.watch(attached.session)
+        return cls(mic, speaker, probe, attached)
+
+    async def ask(self, text: str, *, within: float = 60.0) -> None:
+        """Say ``text`` and wait until the agent's reply has finished playing."""
+        replies_before = len(self.speaker.segments)
+        await self.mic.play_silence(0.3)
+        await self.mic.play(trim_silence(speak(text, rate=16000)), 16000)
+        silence = asyncio.create_task(self.mic.play_silence(within))
+        try:
+            async with asyncio.timeout(within):
+                await self.speaker.wait_for_segments(replies_before + 1)
+                await self.speaker.wait_for_playout()
+        finally:
+            silence.cancel()
+
+
+async def test_two_consecutive_turns_in_one_session(engines) -> None:
+    manager = VoiceManager(engines, instructions=INSTRUCTIONS)
+    try:
+        caller = await Caller.join(manager, "alice")
+        questions = ["What is the weather like in Paris today?", "Please tell me a fun fact."]
+        for q in questions:
+            await caller.ask(q)
+
+        def messages() -> list[str]:
+            items = caller.attached.session.history.items
+            return [item.role for item in items if item.type == "message"]
+
+        # the reply joins the history just after its playout ends
+        added = asyncio.Event()
+        caller.attached.session.on("conversation_item_added", lambda _: added.set())
+        async with asyncio.timeout(5):
+            while len(messages()) < 4:
+                added.clear()
+                await added.wait()
+        roles = messages()
+    finally:
+        await manager.aclose()
+
+    assert len(caller.probe.transcripts) == 2, caller.probe.transcripts
+    for q, heard in zip(questions, caller.probe.transcripts, strict=True):
+        assert wer(q, heard) <= 0.2, (q, heard)
+    assert roles == ["user", "assistant", "user", "assistant"]
+    assert len(caller.speaker.segments) == 2
+    for seg in caller.speaker.segments:
+        pcm = np.concatenate([np.frombuffer(f.data, np.int16) for f in seg.frames])
+        assert np.abs(pcm).max() > 1000  # the agent said something audible each time
+    # the second turn is answered in the context of the first
+    assert caller.probe.llm_ttft_ms and len(caller.probe.llm_ttft_ms) == 2
+
+
+async def test_barge_in_stops_agent_audio(engines) -> None:
+    manager = VoiceManager(engines, instructions=INSTRUCTIONS)
+    try:
+        caller = await Caller.join(manager, "alice")
+        await caller.mic.play_silence(0.3)
+        long_text = (
+            "Let me tell you everything about the history of the city. It was founded long "
+            "ago by traders who came along the river, and it grew slowly for centuries. "
+            "Later the railway arrived and the town became an important market, with "
+            "merchants from every corner of the country selling grain, cloth and tools."
+        )
+        handle = caller.attached.session.say(long_text)
+        await asyncio.wait_for(caller.speaker.first_frame.wait(), timeout=30)
+        # past the echo-canceller warm-up, during which the agent cannot be interrupted
+        await caller.mic.play_silence(engines.settings.aec_warmup_s + 0.3)
+        await caller.mic.play(trim_silence(speak("Wait, stop please.", rate=16000)), 16000)
+        tail = asyncio.create_task(caller.mic.play_silence(3.0))
+        await asyncio.wait_for(handle.wait_for_playout(), timeout=30)
+        tail.cancel()
+    finally:
+        await manager.aclose()
+
+    seg = caller.speaker.segments[0]
+    assert handle.interrupted
+    assert seg.interrupted_at is not None, "the agent kept talking over the user"
+    barge_in_ms = (seg.interrupted_at - caller.mic.speech_started_at[-1]) * 1000
+    print(f"barge-in: agent audio stopped {barge_in_ms:.0f} ms after the user started")
+    # the VAD needs BARGE_IN_MIN_SPEECH_S of speech before it may interrupt; allow it plus
+    # the VAD's own frames and a loaded 2-core machine
+    assert 0 < barge_in_ms < 1500
+    assert seg.duration > seg.interrupted_at - seg.started_at  # audio was cut, not finished
+
+
+async def test_two_participants_each_get_their_own_replies(engines) -> None:
+    manager = VoiceManager(engines, instructions=INSTRUCTIONS)
+    detached: list[ParticipantSession] = []
+    manager.on("session_detached", detached.append)
+    try:
+        alice, bob = await asyncio.gather(
+            Caller.join(manager, "alice"), Caller.join(manager, "bob")
+        )
+        assert set(manager.sessions) == {"alice", "bob"}
+        qa, qb = (
+            "What is the capital of France?",
+            "Please remind me to buy milk and eggs tomorrow morning.",
+        )
+        await asyncio.gather(alice.ask(qa, within=90), bob.ask(qb, within=90))
+
+        await manager.detach("alice", reason="participant left")
+        assert set(manager.sessions) == {"bob"}
+        assert [d.identity for d in detached] == ["alice"]
+        assert detached[0].close_reason == "participant left"
+
+        # bob's session is untouched by alice leaving
+        await bob.ask("Please tell me a fun fact.")
+    finally:
+        await manager.aclose()
+
+    assert wer(qa, " ".join(alice.probe.transcripts)) <= 0.2, alice.probe.transcripts
+    assert len(bob.probe.transcripts) == 2
+    assert wer(qb, bob.probe.transcripts[0]) <= 0.2, bob.probe.transcripts
+    # nobody heard the other's question or answer
+    assert not any("milk" in t.lower() for t in alice.probe.transcripts)
+    assert not any("france" in t.lower() for t in bob.probe.transcripts)
+    assert len(alice.speaker.segments) == 1 and len(bob.speaker.segments) == 2
+    assert alice.attached.closed.is_set()
