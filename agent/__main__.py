@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {e}", file=sys.stderr)
         return 2
     if argv and argv[0] in LIVEKIT_COMMANDS:
+        if argv[0] == "start" and not settings.livekit_url and "--url" not in argv:
+            print("configuration error: LIVEKIT_URL is required by start", file=sys.stderr)
+            return 2
         return _livekit_cli(settings, argv)
 
     parser = argparse.ArgumentParser(

@@ -13,6 +13,7 @@ from typing import Any
 from livekit.agents import AgentSession, llm
 from livekit.plugins import silero
 
+from plugins.llama import LlamaLLM, openai_compatible
 from plugins.noise import Framed48kDenoiser
 from plugins.noise import create as create_noise_filter
 from plugins.piper import PiperTTS
@@ -39,8 +40,6 @@ def turn_options(settings: Settings) -> HybridTurnOptions:
 def build_llm(settings: Settings) -> llm.LLM:
     """The embedded llama.cpp model, or an OpenAI-compatible endpoint when one is set."""
     if settings.llm_base_url:
-        from plugins.llama import openai_compatible
-
         return openai_compatible(
             base_url=settings.llm_base_url,
             model=settings.llm_model,
@@ -48,8 +47,6 @@ def build_llm(settings: Settings) -> llm.LLM:
             temperature=settings.llm_temperature,
             timeout_s=settings.llm_timeout_s,
         )
-    from plugins.llama import LlamaLLM
-
     return LlamaLLM(
         cache_dir=settings.cache_path,
         temperature=settings.llm_temperature,

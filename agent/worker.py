@@ -115,9 +115,10 @@ def build_server(settings: Settings) -> AgentServer:
         drain_timeout=settings.drain_timeout_s,
         initialize_process_timeout=settings.process_init_timeout_s,
         max_retry=settings.max_connect_retries,
-        ws_url=settings.livekit_url,
-        api_key=settings.livekit_api_key,
-        api_secret=settings.livekit_api_secret,
+        # None lets LiveKit's CLI flags (--url, --api-key, --api-secret) fill them
+        ws_url=settings.livekit_url or None,
+        api_key=settings.livekit_api_key or None,
+        api_secret=settings.livekit_api_secret or None,
     )
     server.rtc_session(entrypoint, agent_name=settings.agent_name, on_request=on_request)
     return server

@@ -10,6 +10,9 @@ from pathlib import Path
 
 from livekit.agents import Plugin, llm
 
+# imported here, not lazily: LiveKit plugins register on import and only on the main thread
+from livekit.plugins import openai as _openai_plugin
+
 from .._common.assets import DEFAULT_CACHE_DIR, fetch
 from .llm import SMOLLM2_135M, LlamaLLM, LlamaLLMStream
 from .log import logger
@@ -33,10 +36,9 @@ def openai_compatible(
 ) -> llm.LLM:
     """An LLM for any OpenAI-compatible streaming endpoint (vLLM, llama.cpp server, …)."""
     import httpx2 as httpx  # the HTTP client livekit-plugins-openai is built on
-    from livekit.plugins import openai
 
     extra: dict[str, float] = {} if temperature is None else {"temperature": temperature}
-    return openai.LLM(
+    return _openai_plugin.LLM(
         base_url=base_url,
         model=model,
         api_key=api_key,

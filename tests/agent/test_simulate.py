@@ -1,0 +1,68 @@
+"""``python -m agent simulate`` as a user runs it: any WAV in, one JSON object out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from plugins._common.audio import resample
+from tests.audio_fixtures import read_wav, speak, wer, write_wav
+
+REPO = Path(__file__).resolve().parents[2]
+KEYS = ("stt_final_ms", "eou_ms", "llm_ttft_ms", "tts_ttfb_ms", "voice_to_voice_ms")
+
+
+def run_simulate(tmp_path: Path, cache_dir: Path, *args: str) -> tuple[int, str, str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent", "simulate", *args],
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "CACHE_PATH": str(cache_dir), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.mark.slow
+def test_simulate_unseen_speech_any_format(tmp_path: Path, cache_dir: Path, whisper_stt) -> None:
+    question = "Could you tell me how tall the tallest mountain in the world is?"
+    stereo_44k = speak(question, rate=44100, channels=2)
+    wav_in, wav_out = tmp_path / "question.wav", tmp_path / "answer.wav"
+    write_wav(wav_in, stereo_44k, 44100, channels=2)
+
+    code, stdout, stderr = run_simulate(
+        tmp_path, cache_dir, "--input", str(wav_in), "--output", str(wav_out)
+    )
+    assert code == 0, stderr[-3000:]
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, stdout  # exactly one JSON object; the logs went to stderr
+    result = json.loads(lines[0])
+
+    assert wer(question, result["transcript"]) <= 0.2, result["transcript"]
+    for key in KEYS:
+        assert result[key] > 0, (key, result)
+    assert result["reply"] and result["output_wav"] == str(wav_out)
+
+    # the reply WAV says the printed reply
+    pcm, rate, channels = read_wav(wav_out)
+    assert channels == 1 and abs(pcm.size / rate - result["output_seconds"]) < 0.05
+    audio_16k = resample(pcm.astype(np.float32) / 32768.0, rate, 16000)
+    heard = whisper_stt.transcribe_array(audio_16k)
+    assert wer(result["reply"], heard) <= 0.2, (result["reply"], heard)
+
+
+def test_simulate_rejects_a_bad_config(tmp_path: Path, cache_dir: Path) -> None:
+    code, stdout, _ = run_simulate(tmp_path, cache_dir, "--config", '{"tts": {"sped": 2}}')
+    assert code == 2
+    error = json.loads(stdout)["error"]
+    assert error == {
+        "code": "unknown_field",
+        "message": "unknown field tts.sped",
+        "field": "tts.sped",
+    }

@@ -1,0 +1,123 @@
+"""The real ``python -m agent start`` against a fake LiveKit ``/agent`` endpoint on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.worker import EXIT_CONNECTION_FAILED
+from tests.fake_livekit import FakeLiveKit
+
+REPO = Path(__file__).resolve().parents[2]
+AGENT_NAME = "test-voice-agent"
+
+
+def worker_env(cache_dir: Path, url: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        LIVEKIT_URL=url,
+        LIVEKIT_API_KEY="devkey",
+        LIVEKIT_API_SECRET="a-test-secret-that-is-long-enough-for-hs256",
+        AGENT_NAME=AGENT_NAME,
+        CACHE_PATH=str(cache_dir),
+        WORKER_HTTP_HOST="127.0.0.1",
+        WORKER_HTTP_PORT="0",
+        NUM_IDLE_PROCESSES="1",
+        DRAIN_TIMEOUT_S="5",
+        LOG_LEVEL="INFO",
+    )
+    env.update(extra)
+    return env
+
+
+async def start_worker(env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agent",
+        "start",
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+async def collect(proc: asyncio.subprocess.Process, into: list[str]) -> None:
+    assert proc.stdout is not None
+    async for line in proc.stdout:
+        into.append(line.decode(errors="replace"))
+
+
+@pytest.mark.slow
+async def test_start_registers_accepts_dispatch_and_refuses_when_full(cache_dir: Path) -> None:
+    fake = FakeLiveKit()
+    await fake.start()
+    proc = await start_worker(worker_env(cache_dir, fake.url, WORKER_CAPACITY="1"))
+    output: list[str] = []
+    reader = asyncio.create_task(collect(proc, output))
+    try:
+        register = await fake.next_message("register", within=120)
+        assert register.register.agent_name == AGENT_NAME
+
+        # unusable metadata is refused by the request handler, before any process is used
+        bad = await fake.request_job(
+            "J_bad", room="room-0", metadata="{not json", agent_name=AGENT_NAME
+        )
+        assert not bad.available
+
+        metadata = json.dumps({"instructions": "You are the hotel front desk."})
+        first = await fake.request_job(
+            "J_one", room="room-1", metadata=metadata, agent_name=AGENT_NAME
+        )
+        assert first.available
+        # the entrypoint ran in a job process: it tried to join the room with the token
+        rtc = await asyncio.wait_for(fake.rtc_requests.get(), timeout=120)
+        assert rtc.headers.get("Authorization") == "Bearer fake-participant-token"
+
+        # capacity 1 and one job busy: our load function reports full, the job is refused
+        second = await fake.request_job("J_two", room="room-2", metadata="", agent_name=AGENT_NAME)
+        assert not second.available
+        # and the status it reports to LiveKit says so
+        full = await fake.next_message(
+            "update_worker", lambda m: m.update_worker.load >= 1.0, within=15
+        )
+        assert full.update_worker.job_count == 1
+
+        log = "".join(output)
+        assert "job started" in log and "room-1" in log
+        assert '"instructions_from": "metadata"' in log, log[-3000:]
+        assert "dispatch rejected: bad metadata" in log
+        assert "room-0" not in log.split("job started", 1)[1]  # the bad job never started
+
+        proc.send_signal(signal.SIGTERM)  # drains for DRAIN_TIMEOUT_S at most
+        code = await asyncio.wait_for(proc.wait(), timeout=60)
+        assert code == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        reader.cancel()
+        await fake.aclose()
+
+
+async def test_start_exits_75_when_it_gives_up_connecting(cache_dir: Path) -> None:
+    # a port nothing listens on: every connection attempt is refused at once
+    fake = FakeLiveKit()
+    await fake.start()
+    url = fake.url
+    await fake.aclose()
+    env = worker_env(cache_dir, url, MAX_CONNECT_RETRIES="1", NUM_IDLE_PROCESSES="0")
+    proc = await start_worker(env)
+    output: list[str] = []
+    reader = asyncio.create_task(collect(proc, output))
+    code = await asyncio.wait_for(proc.wait(), timeout=90)
+    await reader
+    assert code == EXIT_CONNECTION_FAILED, "".join(output)[-2000:]
+    assert "gave up connecting to LiveKit" in "".join(output)
