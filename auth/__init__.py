@@ -1,0 +1,1 @@
+"""JWT verification and per-tenant limits for the HTTP API and dispatch admission."""
