@@ -78,10 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(render_markdown() if args.markdown else render_env_example())
         return 0
     if args.command == "download-files":
-        from .assets import download_all
+        import asyncio
+
+        from .assets import download_all, prewarm_clips
 
         for path in download_all(settings.cache_path):
             print(path)
+        asyncio.run(prewarm_clips(settings))
         return 0
     if args.command == "simulate":
         import asyncio

@@ -7,12 +7,15 @@ streams, noise filters) is created per session, never shared.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from livekit.agents import AgentSession, llm
+from livekit.agents import AgentSession, llm, tts
 from livekit.plugins import silero
 
+from cache.store import ClipStore
+from cache.tts import CachedTTS
 from plugins.llama import LlamaLLM, openai_compatible
 from plugins.noise import Framed48kDenoiser
 from plugins.noise import create as create_noise_filter
@@ -51,7 +54,19 @@ def build_llm(settings: Settings) -> llm.LLM:
         cache_dir=settings.cache_path,
         temperature=settings.llm_temperature,
         max_tokens=settings.llm_max_tokens,
+        seed=None if settings.llm_seed < 0 else settings.llm_seed,
     )
+
+
+def open_clip_store(settings: Settings) -> ClipStore | None:
+    """The clip store under CACHE_PATH/clips, or None when CACHE_MAX_BYTES is 0."""
+    if settings.cache_max_bytes == 0:
+        return None
+    return ClipStore(settings.cache_path / "clips", max_bytes=settings.cache_max_bytes)
+
+
+def cached(inner: PiperTTS, store: ClipStore | None) -> tts.TTS:
+    return inner if store is None else CachedTTS(inner, store)
 
 
 @dataclass
@@ -60,9 +75,10 @@ class Engines:
 
     settings: Settings
     stt: WhisperSTT
-    tts: PiperTTS
+    piper: PiperTTS
     llm: llm.LLM
     turn_model: SmartTurnModel
+    clip_store: ClipStore | None = None
     _vads: dict[HybridTurnOptions, silero.VAD] = field(default_factory=dict)
 
     @classmethod
@@ -79,14 +95,27 @@ class Engines:
                 language=settings.stt_language or None,
                 download_root=settings.cache_path / "models" / "whisper",
             ),
-            tts=PiperTTS(
+            piper=PiperTTS(
                 model_path=settings.tts_voice or None,
                 speed=settings.tts_speed,
                 use_cuda="auto" if settings.tts_device == "auto" else settings.tts_device == "cuda",
             ),
             llm=build_llm(settings),
             turn_model=SmartTurnModel.from_cache(settings.cache_path),
+            clip_store=open_clip_store(settings),
         )
+
+    def __post_init__(self) -> None:
+        self.tts: tts.TTS = cached(self.piper, self.clip_store)
+        self._prewarm_task: asyncio.Task[int] | None = None
+
+    def start_prewarm(self) -> None:
+        """Fill the clip cache with the prewarm phrases in the background, once per process
+        (only phrases no process has cached yet are synthesized)."""
+        if self._prewarm_task is None and isinstance(self.tts, CachedTTS):
+            phrases = self.settings.prewarm_phrases()
+            if phrases:
+                self._prewarm_task = asyncio.create_task(self.tts.fill(phrases))
 
     def vad(self, turn: HybridTurnOptions) -> silero.VAD:
         # the ONNX session is loaded once per option set; each session opens its own stream
@@ -102,12 +131,16 @@ class Engines:
         """A new session on the shared engines, with ``config``'s per-session choices."""
         config = config or SessionConfig()
         turn = config.turn or turn_options(self.settings)
-        tts = self.tts if config.tts_speed is None else self.tts.with_speed(config.tts_speed)
+        voice = (
+            self.tts
+            if config.tts_speed is None
+            else cached(self.piper.with_speed(config.tts_speed), self.clip_store)
+        )
         return AgentSession(
             vad=self.vad(turn),
             stt=self.stt,
             llm=self.llm,
-            tts=tts,
+            tts=voice,
             turn_handling={
                 "turn_detection": SmartTurnDetector(self.turn_model, options=turn),
                 "endpointing": turn.endpointing(),  # type: ignore[typeddict-item]

@@ -127,6 +127,25 @@ class Settings:
         "Root of the model asset store and the clip cache; mount a durable volume here.",
         group="Storage",
     )
+    cache_max_bytes: int = setting(
+        1 << 30,
+        "CACHE_MAX_BYTES",
+        "Largest total size of the clip cache (CACHE_PATH/clips); least recently used clips "
+        "are evicted beyond it. 0 turns the clip cache off.",
+        group="Storage",
+    )
+    cache_prewarm: str = setting(
+        "",
+        "CACHE_PREWARM",
+        "Phrases to synthesize into the clip cache ahead of use, separated by |.",
+        group="Storage",
+    )
+    cache_prewarm_file: str = setting(
+        "",
+        "CACHE_PREWARM_FILE",
+        "A file of phrases to prewarm, one per line (added to CACHE_PREWARM).",
+        group="Storage",
+    )
     # --- engines -------------------------------------------------------------------------
     stt_model: str = setting(
         "",
@@ -179,6 +198,13 @@ class Settings:
     llm_temperature: float = setting(0.6, "LLM_TEMPERATURE", "Sampling temperature.", group="LLM")
     llm_max_tokens: int = setting(
         60, "LLM_MAX_TOKENS", "Longest reply of the embedded model, in tokens.", group="LLM"
+    )
+    llm_seed: int = setting(
+        -1,
+        "LLM_SEED",
+        "Sampling seed of the embedded model; -1 draws a new one per reply. `simulate` uses "
+        "42 when this is -1, so that the same input gives the same reply.",
+        group="LLM",
     )
     llm_timeout_s: float = setting(
         10.0,
@@ -246,8 +272,21 @@ class Settings:
             raise SettingsError("LOAD_THRESHOLD must be between 0 and 1 (exclusive)")
         if self.drain_timeout_s < 0:
             raise SettingsError("DRAIN_TIMEOUT_S must not be negative")
+        if self.cache_max_bytes < 0:
+            raise SettingsError("CACHE_MAX_BYTES must not be negative")
         if self.llm_base_url and not self.llm_model:
             raise SettingsError("LLM_MODEL is required when LLM_BASE_URL is set")
+
+    def prewarm_phrases(self) -> list[str]:
+        """CACHE_PREWARM and the lines of CACHE_PREWARM_FILE, blanks dropped."""
+        phrases = [p.strip() for p in self.cache_prewarm.split("|")]
+        if self.cache_prewarm_file:
+            try:
+                text = Path(self.cache_prewarm_file).read_text(encoding="utf-8")
+            except OSError as e:
+                raise SettingsError(f"CACHE_PREWARM_FILE: {e}") from e
+            phrases += [line.strip() for line in text.splitlines()]
+        return [p for p in phrases if p]
 
     def redacted(self) -> dict[str, Any]:
         """Field values with secrets masked, for the startup log."""

@@ -8,6 +8,7 @@ one JSON object with the transcript, the reply and the stage latencies.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import wave
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from cache.tts import CachedTTS
 from plugins._common.audio import resample, to_mono
 
 from .engines import Engines
@@ -26,6 +28,7 @@ from .voice_manager import SessionIO, VoiceManager
 
 SAMPLE_QUESTION = Path(__file__).parent / "data" / "sample_question.wav"
 USER_IDENTITY = "simulated-user"
+SIMULATE_SEED = 42
 
 
 def read_wav_16k(path: Path) -> np.ndarray:
@@ -54,6 +57,9 @@ async def simulate(
     engines: Engines | None = None,
 ) -> dict[str, Any]:
     """Run one voice turn through a room-less VoiceManager and report what happened."""
+    if settings.llm_seed < 0:
+        # a fixed seed makes the demo reproducible: the same question, the same reply
+        settings = dataclasses.replace(settings, llm_seed=SIMULATE_SEED)
     engines = engines or Engines.load(settings)
     manager = VoiceManager(engines, instructions=settings.instructions)
     mic = PacedAudioInput()
@@ -71,6 +77,8 @@ async def simulate(
         await asyncio.sleep(0.2)
     finally:
         await manager.aclose()
+    voice = attached.session.tts
+    lookups = list(voice.lookups) if isinstance(voice, CachedTTS) else []
     pcm, rate = speaker.pcm()
     write_wav(output_wav, pcm, rate)
     return {
@@ -80,6 +88,8 @@ async def simulate(
         "voice_to_voice_ms": round(
             (speaker.segments[0].started_at - mic.speech_ended_at[0]) * 1000, 1
         ),
+        # whether the reply's first sentence, the one tts_ttfb_ms measures, was cached
+        "tts_cache": ("hit" if lookups[0].hit else "miss") if lookups else "off",
         "output_seconds": round(pcm.size / rate, 3),
         "output_wav": str(output_wav),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -71,6 +71,7 @@ def _console_enabled() -> bool:
 async def entrypoint(ctx: JobContext) -> None:
     """One job: a VoiceManager for the room, closed with the job."""
     engines: Engines = ctx.proc.userdata["engines"]
+    engines.start_prewarm()
     meta = DispatchMetadata.parse(ctx.job.metadata)
     logger.info(
         "job started",

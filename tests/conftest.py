@@ -68,7 +68,7 @@ def engines(cache_dir: Path, whisper_stt, piper_tts, smart_turn_model, llama_ins
     return Engines(
         settings=settings,
         stt=whisper_stt,
-        tts=piper_tts,
+        piper=piper_tts,
         llm=LlamaLLM(model_instance=llama_instance, max_tokens=30),
         turn_model=smart_turn_model,
     )

@@ -43,6 +43,7 @@ class _LLMOptions:
     temperature: float
     max_tokens: int
     top_p: float
+    seed: int | None
 
 
 def load_llama(model_path: Path, *, n_ctx: int, n_threads: int | None, n_gpu_layers: int) -> Any:
@@ -98,6 +99,7 @@ class LlamaLLM(llm.LLM):
         n_ctx: int = 2048,
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
+        seed: int | None = None,
         model_instance: Any = None,
     ) -> None:
         super().__init__()
@@ -109,7 +111,9 @@ class LlamaLLM(llm.LLM):
         self._llama = model_instance or load_llama(
             self._model_path, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers
         )
-        self._opts = _LLMOptions(temperature=temperature, max_tokens=max_tokens, top_p=top_p)
+        self._opts = _LLMOptions(
+            temperature=temperature, max_tokens=max_tokens, top_p=top_p, seed=seed
+        )
         # llama.cpp contexts are not thread-safe: one generation at a time per model
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
 
@@ -186,6 +190,7 @@ class LlamaLLMStream(llm.LLMStream):
                     temperature=self._opts.temperature,
                     top_p=self._opts.top_p,
                     max_tokens=self._opts.max_tokens,
+                    seed=self._opts.seed,
                 ):
                     if stop.is_set():
                         break

@@ -8,6 +8,9 @@ Synthesis runs in a dedicated thread; onnxruntime's CUDA provider is used when p
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
+import importlib.metadata
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -48,6 +51,27 @@ def load_voice(model_path: Path, config_path: Path | None, use_cuda: bool) -> Pi
     except Exception as e:
         raise ModelLoadError(f"Piper could not load {model_path}: {e}") from e
 
+
+
+try:
+    _PIPER_VERSION = importlib.metadata.version("piper-tts")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree
+    _PIPER_VERSION = "unknown"
+
+
+@functools.lru_cache(maxsize=16)
+def _digest_cached(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    """SHA-256 of a voice file, computed once per file version (the clip-cache identity)."""
+    st = path.stat()
+    return _digest_cached(str(path), st.st_size, st.st_mtime_ns)
 
 @dataclass(slots=True)
 class _TTSOptions:
@@ -150,7 +174,9 @@ class PiperTTS(tts.TTS):
         """The settings that change the audio: part of a clip-cache key."""
         return {
             "engine": "piper",
+            "engine_version": _PIPER_VERSION,
             "voice": self._model_path.name,
+            "voice_sha256": _file_digest(self._model_path),
             "sample_rate": self.sample_rate,
             "speaker_id": self._opts.speaker_id,
             "length_scale": self._opts.length_scale,

@@ -17,6 +17,14 @@ REPO = Path(__file__).resolve().parents[2]
 KEYS = ("stt_final_ms", "eou_ms", "llm_ttft_ms", "tts_ttfb_ms", "voice_to_voice_ms")
 
 
+def fresh_cache(tmp_path: Path, cache_dir: Path) -> Path:
+    """A CACHE_PATH with the downloaded models and an empty clip cache."""
+    fresh = tmp_path / "cache"
+    fresh.mkdir()
+    (fresh / "models").symlink_to(cache_dir / "models")
+    return fresh
+
+
 def run_simulate(tmp_path: Path, cache_dir: Path, *args: str) -> tuple[int, str, str]:
     proc = subprocess.run(
         [sys.executable, "-m", "agent", "simulate", *args],
@@ -30,19 +38,29 @@ def run_simulate(tmp_path: Path, cache_dir: Path, *args: str) -> tuple[int, str,
 
 
 @pytest.mark.slow
-def test_simulate_unseen_speech_any_format(tmp_path: Path, cache_dir: Path, whisper_stt) -> None:
+def test_simulate_unseen_speech_any_format_twice(
+    tmp_path: Path, cache_dir: Path, whisper_stt
+) -> None:
     question = "Could you tell me how tall the tallest mountain in the world is?"
     stereo_44k = speak(question, rate=44100, channels=2)
     wav_in, wav_out = tmp_path / "question.wav", tmp_path / "answer.wav"
     write_wav(wav_in, stereo_44k, 44100, channels=2)
 
-    code, stdout, stderr = run_simulate(
-        tmp_path, cache_dir, "--input", str(wav_in), "--output", str(wav_out)
-    )
-    assert code == 0, stderr[-3000:]
-    lines = [line for line in stdout.splitlines() if line.strip()]
-    assert len(lines) == 1, stdout  # exactly one JSON object; the logs went to stderr
-    result = json.loads(lines[0])
+    cache = fresh_cache(tmp_path, cache_dir)
+    runs = []
+    for _ in range(2):
+        code, stdout, stderr = run_simulate(
+            tmp_path, cache, "--input", str(wav_in), "--output", str(wav_out)
+        )
+        assert code == 0, stderr[-3000:]
+        lines = [line for line in stdout.splitlines() if line.strip()]
+        assert len(lines) == 1, stdout  # exactly one JSON object; the logs went to stderr
+        runs.append(json.loads(lines[0]))
+    result, again = runs
+    # the same input gives the same reply, and its first sentence now comes from the cache
+    assert (result["tts_cache"], again["tts_cache"]) == ("miss", "hit")
+    assert again["reply"] == result["reply"]
+    assert any((cache / "clips").glob("??/*.clip"))
 
     assert wer(question, result["transcript"]) <= 0.2, result["transcript"]
     for key in KEYS:
