@@ -52,7 +52,6 @@ def load_voice(model_path: Path, config_path: Path | None, use_cuda: bool) -> Pi
         raise ModelLoadError(f"Piper could not load {model_path}: {e}") from e
 
 
-
 try:
     _PIPER_VERSION = importlib.metadata.version("piper-tts")
 except importlib.metadata.PackageNotFoundError:  # running from a source tree
@@ -72,6 +71,7 @@ def _file_digest(path: Path) -> str:
     """SHA-256 of a voice file, computed once per file version (the clip-cache identity)."""
     st = path.stat()
     return _digest_cached(str(path), st.st_size, st.st_mtime_ns)
+
 
 @dataclass(slots=True)
 class _TTSOptions:
