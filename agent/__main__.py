@@ -24,6 +24,19 @@ def _livekit_cli(settings: Settings, argv: list[str]) -> int:
     from .worker import EXIT_CONNECTION_FAILED, build_server, connection_failed
 
     server = build_server(settings)
+    http = None
+    if argv[0] == "start" and settings.http_port:
+        from .api_runtime import HttpThread
+
+        def readiness() -> dict[str, object]:
+            registered = server.id != "unregistered" and not getattr(server, "_connecting", 0)
+            return {
+                "livekit": "connected" if registered else "connecting",
+                "accepting_jobs": not server.draining,
+            }
+
+        http = HttpThread(settings, readiness)
+        http.start()
     saved = sys.argv
     sys.argv = ["python -m agent", *argv]
     code: int = 0
@@ -33,6 +46,8 @@ def _livekit_cli(settings: Settings, argv: list[str]) -> int:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
         sys.argv = saved
+        if http is not None:
+            http.stop()
     if argv[0] == "start" and connection_failed(server):
         logging.getLogger("agent").error(
             "gave up connecting to LiveKit; exiting for the supervisor to restart",
@@ -66,12 +81,30 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--input", type=Path, default=None, help="WAV of any rate/channels")
     sim.add_argument("--output", type=Path, default=Path("reply.wav"))
     sim.add_argument("--config", default=None, help="a session config message (JSON)")
+    sub.add_parser("serve", help="the HTTP API alone (no LiveKit connection)")
+    oapi = sub.add_parser("openapi", help="write the HTTP API's OpenAPI document")
+    oapi.add_argument("-o", "--output", type=Path, default=None, help="file (default stdout)")
     conf = sub.add_parser("config", help="print the configuration reference")
     conf.add_argument("--env-example", action="store_true", help="as .env.example")
     conf.add_argument("--markdown", action="store_true", help="as docs/configuration.md")
     args = parser.parse_args(argv)
     logging.basicConfig(level=settings.log_level, stream=sys.stderr)
 
+    if args.command == "serve":
+        from .api_runtime import serve
+
+        return serve(settings)
+    if args.command == "openapi":
+        import yaml
+
+        from .http_api import openapi_document
+
+        text = yaml.safe_dump(openapi_document(), sort_keys=False, width=100)
+        if args.output is None:
+            sys.stdout.write(text)
+        else:
+            args.output.write_text(text)
+        return 0
     if args.command == "config":
         from .settings import render_env_example, render_markdown
 

@@ -245,6 +245,82 @@ class Settings:
         "it (lets the client's echo canceller converge). 0 disables; use 0 for telephony.",
         group="Turn taking",
     )
+    # --- HTTP API, auth and tenant limits ------------------------------------------------
+    http_host: str = setting(
+        "0.0.0.0", "HTTP_HOST", "Bind address of the HTTP API.", group="HTTP API and auth"
+    )
+    http_port: int = setting(
+        8080,
+        "HTTP_PORT",
+        "Port of the HTTP API (`start` and `serve`); 0 turns it off under `start`.",
+        group="HTTP API and auth",
+    )
+    auth_jwt_secret: str = setting(
+        "",
+        "AUTH_JWT_SECRET",
+        "Shared secret of HS256 tokens (empty: HS256 refused).",
+        secret=True,
+        group="HTTP API and auth",
+    )
+    auth_jwks_url: str = setting(
+        "",
+        "AUTH_JWKS_URL",
+        "JWKS URL of RS256/ES256 token keys (empty: those refused).",
+        group="HTTP API and auth",
+    )
+    auth_audience: str = setting(
+        "",
+        "AUTH_AUDIENCE",
+        "Required `aud` claim (empty: not checked).",
+        group="HTTP API and auth",
+    )
+    auth_issuer: str = setting(
+        "",
+        "AUTH_ISSUER",
+        "Required `iss` claim (empty: not checked).",
+        group="HTTP API and auth",
+    )
+    auth_leeway_s: float = setting(
+        30.0,
+        "AUTH_LEEWAY_S",
+        "Clock skew allowed on `exp` and `nbf`.",
+        group="HTTP API and auth",
+    )
+    auth_jwks_refresh_cooldown_s: float = setting(
+        30.0,
+        "AUTH_JWKS_REFRESH_COOLDOWN_S",
+        "Least time between two JWKS refetches caused by unknown key ids.",
+        group="HTTP API and auth",
+    )
+    tenant_claim: str = setting(
+        "tenant",
+        "TENANT_CLAIM",
+        "Token claim that names the tenant.",
+        group="HTTP API and auth",
+    )
+    tenant_limits: str = setting(
+        "",
+        "TENANT_LIMITS",
+        'JSON: tenant id (or "*") -> {concurrent_sessions, sessions_per_minute, '
+        "requests_per_minute, tts_chars_per_minute}. A tenant without an entry (and no "
+        '"*") is refused. Empty: every tenant, no limits.',
+        group="HTTP API and auth",
+    )
+    rate_limit_redis_url: str = setting(
+        "",
+        "RATE_LIMIT_REDIS_URL",
+        "Redis for limits shared by several workers. Empty: a SQLite file under CACHE_PATH "
+        "(shared by the processes of one worker).",
+        secret=True,
+        group="HTTP API and auth",
+    )
+    rate_limit_fail_open: bool = setting(
+        False,
+        "RATE_LIMIT_FAIL_OPEN",
+        "When the limit store is unreachable: false refuses (503, dispatch rejected), true "
+        "lets requests through. Either way it is logged and counted.",
+        group="HTTP API and auth",
+    )
     # --- logs ----------------------------------------------------------------------------
     log_level: str = setting("INFO", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR.", group="Logs")
 
@@ -274,6 +350,12 @@ class Settings:
             raise SettingsError("DRAIN_TIMEOUT_S must not be negative")
         if self.cache_max_bytes < 0:
             raise SettingsError("CACHE_MAX_BYTES must not be negative")
+        from auth.limits import TenantPolicy
+
+        try:
+            TenantPolicy.parse(self.tenant_limits)
+        except ValueError as e:
+            raise SettingsError(str(e)) from None
         if self.llm_base_url and not self.llm_model:
             raise SettingsError("LLM_MODEL is required when LLM_BASE_URL is set")
 

@@ -12,7 +12,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
-from livekit.protocol import agent, models
+from livekit.protocol import agent, agent_dispatch, models
 
 
 @dataclass
@@ -23,6 +23,9 @@ class FakeLiveKit:
     rtc_requests: asyncio.Queue[web.Request] = field(default_factory=asyncio.Queue)
     registered: asyncio.Event = field(default_factory=asyncio.Event)
     seen: list[agent.WorkerMessage] = field(default_factory=list)
+    dispatches: list[tuple[str, agent_dispatch.CreateAgentDispatchRequest]] = field(
+        default_factory=list
+    )
     _ws: web.WebSocketResponse | None = None
     _runner: web.AppRunner | None = None
     _held: list[asyncio.Future[None]] = field(default_factory=list)
@@ -35,6 +38,9 @@ class FakeLiveKit:
         app = web.Application()
         app.router.add_get("/agent", self._agent_ws)
         app.router.add_route("*", "/rtc{tail:.*}", self._rtc)
+        app.router.add_post(
+            "/twirp/livekit.AgentDispatchService/CreateDispatch", self._create_dispatch
+        )
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0)
@@ -74,6 +80,18 @@ class FakeLiveKit:
             await self.worker_messages.put(wm)
         return ws
 
+    async def _create_dispatch(self, request: web.Request) -> web.Response:
+        req = agent_dispatch.CreateAgentDispatchRequest()
+        req.ParseFromString(await request.read())
+        self.dispatches.append((request.headers.get("Authorization", ""), req))
+        created = agent_dispatch.AgentDispatch(
+            id=f"AD_{len(self.dispatches)}",
+            agent_name=req.agent_name,
+            room=req.room,
+            metadata=req.metadata,
+        )
+        return web.Response(body=created.SerializeToString(), content_type="application/protobuf")
+
     async def _rtc(self, request: web.Request) -> web.StreamResponse:
         await self.rtc_requests.put(request)
         # never answer: the job stays in its connection attempt, i.e. busy
@@ -81,6 +99,12 @@ class FakeLiveKit:
         self._held.append(held)
         await held
         return web.Response(status=503)
+
+    async def terminate_job(self, job_id: str) -> None:
+        assert self._ws is not None, "no worker connected"
+        msg = agent.ServerMessage()
+        msg.termination.job_id = job_id
+        await self._ws.send_bytes(msg.SerializeToString())
 
     async def request_job(
         self, job_id: str, *, room: str, metadata: str, agent_name: str

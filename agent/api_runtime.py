@@ -1,0 +1,163 @@
+"""Builds the HTTP API's parts from Settings and runs it: on its own (``serve``) or beside
+the LiveKit worker (``start``, in a thread with its own event loop, so that LiveKit's CLI
+keeps its loop and signal handling to itself)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from auth.backends import backend_from_settings
+from auth.limits import Limiter, TenantPolicy
+from auth.tokens import TokenConfig, TokenVerifier
+from plugins.piper import PiperTTS  # at import: LiveKit plugins register on the main thread
+
+from .engines import cached, open_clip_store
+from .http_api import ApiContext, Unavailable, build_app
+from .log import logger
+from .settings import Settings
+
+
+def token_config(settings: Settings) -> TokenConfig:
+    return TokenConfig(
+        hs256_secret=settings.auth_jwt_secret,
+        jwks_url=settings.auth_jwks_url,
+        audience=settings.auth_audience,
+        issuer=settings.auth_issuer,
+        tenant_claim=settings.tenant_claim,
+        leeway_s=settings.auth_leeway_s,
+        jwks_refresh_cooldown_s=settings.auth_jwks_refresh_cooldown_s,
+    )
+
+
+def build_limiter(settings: Settings) -> Limiter:
+    return Limiter(
+        TenantPolicy.parse(settings.tenant_limits),
+        backend_from_settings(settings.rate_limit_redis_url, settings.cache_path),
+        fail_open=settings.rate_limit_fail_open,
+    )
+
+
+class Speaker:
+    """The voice for ``/v1/speak``: Piper behind the clip cache, loaded on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._voices: dict[float | None, Any] = {}
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, text: str, speed: float | None) -> tuple[bytes, int, int]:
+        async with self._lock:
+            if speed not in self._voices:
+                self._voices[speed] = await asyncio.to_thread(self._load, speed)
+        voice = self._voices[speed]
+        chunks = []
+        async with voice.synthesize(text) as stream:
+            async for ev in stream:
+                chunks.append(bytes(ev.frame.data))
+        return b"".join(chunks), voice.sample_rate, voice.num_channels
+
+    def _load(self, speed: float | None) -> Any:
+        piper = PiperTTS(
+            model_path=self._settings.tts_voice or None,
+            speed=speed if speed is not None else self._settings.tts_speed,
+        )
+        return cached(piper, open_clip_store(self._settings))
+
+
+def livekit_dispatcher(settings: Settings) -> Callable[[str, str], Any] | None:
+    if not (settings.livekit_url and settings.livekit_api_key and settings.livekit_api_secret):
+        return None
+
+    async def dispatch(room: str, metadata: str) -> str:
+        from livekit import api
+
+        try:
+            async with api.LiveKitAPI(
+                settings.livekit_url, settings.livekit_api_key, settings.livekit_api_secret
+            ) as lk:
+                created = await lk.agent_dispatch.create_dispatch(
+                    api.CreateAgentDispatchRequest(
+                        agent_name=settings.agent_name, room=room, metadata=metadata
+                    )
+                )
+        except Exception as e:
+            logger.warning("dispatch failed", extra={"room": room, "error": type(e).__name__})
+            raise Unavailable(f"LiveKit did not accept the dispatch ({type(e).__name__})") from e
+        return str(created.id)
+
+    return dispatch
+
+
+def build_context(
+    settings: Settings, readiness: Callable[[], dict[str, Any]] | None = None
+) -> ApiContext:
+    return ApiContext(
+        settings=settings,
+        verifier=TokenVerifier(token_config(settings)),
+        limiter=build_limiter(settings),
+        speaker=Speaker(settings),
+        dispatcher=livekit_dispatcher(settings),
+        readiness=readiness or (lambda: {"models": True, "livekit": "not used"}),
+    )
+
+
+async def run_http(settings: Settings, ctx: ApiContext, stop: asyncio.Event) -> None:
+    runner = web.AppRunner(build_app(ctx), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.http_host, settings.http_port)
+    await site.start()
+    port = runner.addresses[0][1] if runner.addresses else settings.http_port
+    logger.info("HTTP API listening", extra={"host": settings.http_host, "port": port})
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await ctx.limiter.backend.aclose()
+
+
+def serve(settings: Settings) -> int:
+    """``python -m agent serve``: the HTTP API alone, until SIGTERM/SIGINT."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_http(settings, build_context(settings), stop)
+
+    asyncio.run(main())
+    return 0
+
+
+class HttpThread:
+    """The HTTP API beside LiveKit's worker, in its own thread and event loop."""
+
+    def __init__(self, settings: Settings, readiness: Callable[[], dict[str, Any]]) -> None:
+        self._settings = settings
+        self._readiness = readiness
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="http-api", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._stop = asyncio.Event()
+        ctx = build_context(self._settings, self._readiness)
+        try:
+            self._loop.run_until_complete(run_http(self._settings, ctx, self._stop))
+        except Exception:
+            logger.exception("HTTP API stopped")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=10)

@@ -1,0 +1,395 @@
+"""The worker's HTTP API (aiohttp), for operators and for JWT-holding backends.
+
+Routes are declared once in :data:`ROUTES`; the application and the OpenAPI document
+(``python -m agent openapi``) are both built from that table, and a test checks the served
+routes against ``docs/openapi.yaml``.
+
+Every ``/v1`` route needs ``Authorization: Bearer <JWT>``; the tenant is read from the
+token and each request is held to the tenant's limits. Errors are JSON
+``{"error": {"code", "message"}}`` with 400/401/403/413/429/503; a token never appears in
+a response or a log line.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import subprocess
+import wave
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from auth.errors import AuthError, InvalidTokenError
+from auth.limits import Limiter
+from auth.tokens import Identity, TokenVerifier
+
+from . import __version__
+from .settings import Settings
+
+logger = logging.getLogger("agent.http")
+MAX_BODY_BYTES = 64 * 1024
+MAX_SPEAK_CHARS = 2000
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TOKEN_KEY = web.RequestKey("token", str)
+
+
+def git_sha() -> str:
+    try:
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                cwd=Path(__file__).resolve().parent,
+                capture_output=True,
+                text=True,
+                timeout=2,
+            ).stdout.strip()
+            or "unknown"
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class BadRequest(AuthError):
+    status = 400
+    code = "bad_request"
+
+
+class Unavailable(AuthError):
+    status = 503
+    code = "unavailable"
+
+
+@dataclass
+class ApiContext:
+    """What the handlers need, passed in (tests build it with their own parts)."""
+
+    settings: Settings
+    verifier: TokenVerifier
+    limiter: Limiter
+    speaker: Callable[[str, float | None], Awaitable[tuple[bytes, int, int]]] | None = None
+    dispatcher: Callable[[str, str], Awaitable[str]] | None = None
+    readiness: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    sha: str = field(default_factory=git_sha)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler_name: str
+    summary: str
+    auth: bool
+    request: dict[str, Any] | None = None
+    responses: dict[str, str] = field(default_factory=dict)
+
+
+ROUTES = [
+    Route(
+        "GET",
+        "/",
+        "index",
+        "Name, version and git commit of this worker.",
+        False,
+        responses={"200": "application/json"},
+    ),
+    Route(
+        "GET",
+        "/healthz",
+        "healthz",
+        "The process is alive.",
+        False,
+        responses={"200": "application/json"},
+    ),
+    Route(
+        "GET",
+        "/readyz",
+        "readyz",
+        "Ready to serve: models loaded, and connected to LiveKit when run by `start`.",
+        False,
+        responses={"200": "application/json", "503": "application/json"},
+    ),
+    Route(
+        "GET", "/metrics", "metrics", "Prometheus metrics.", False, responses={"200": "text/plain"}
+    ),
+    Route(
+        "GET",
+        "/v1/whoami",
+        "whoami",
+        "The caller's tenant and its limits.",
+        True,
+        responses={"200": "application/json"},
+    ),
+    Route(
+        "POST",
+        "/v1/speak",
+        "speak",
+        "Synthesize text with the worker's voice (through the clip cache).",
+        True,
+        request={
+            "type": "object",
+            "required": ["text"],
+            "additionalProperties": False,
+            "properties": {
+                "text": {"type": "string", "minLength": 1, "maxLength": MAX_SPEAK_CHARS},
+                "tts": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"speed": {"type": "number", "minimum": 0.5, "maximum": 2.0}},
+                },
+            },
+        },
+        responses={"200": "audio/wav"},
+    ),
+    Route(
+        "POST",
+        "/v1/dispatch",
+        "dispatch",
+        "Dispatch this agent into a room for the caller's tenant.",
+        True,
+        request={
+            "type": "object",
+            "required": ["room"],
+            "additionalProperties": False,
+            "properties": {
+                "room": {"type": "string", "minLength": 1, "maxLength": 256},
+                "instructions": {"type": "string", "maxLength": 8000},
+                "participant": {"type": "string", "maxLength": 256},
+            },
+        },
+        responses={"200": "application/json"},
+    ),
+]
+
+
+def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(
+        {"error": {"code": code, "message": message}}, status=status, headers=headers
+    )
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except AuthError as e:
+        headers = {}
+        if hasattr(e, "retry_after"):
+            headers["Retry-After"] = str(int(e.retry_after + 0.999))
+        return _error(e.status, e.code, e.message, headers)
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, "too_large", f"request body is larger than {MAX_BODY_BYTES} bytes")
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return _error(e.status, e.reason.lower().replace(" ", "_"), e.reason)
+    except Exception:
+        logger.exception("request failed", extra={"path": request.path})
+        return _error(500, "internal", "internal error")
+
+
+class Api:
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+
+    async def _identity(self, request: web.Request) -> Identity:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise InvalidTokenError("missing bearer token")
+        if not self.ctx.verifier.config.enabled:
+            raise Unavailable("authentication is not configured (AUTH_JWT_SECRET/AUTH_JWKS_URL)")
+        identity = await self.ctx.verifier.averify(token.strip())
+        await self.ctx.limiter.check_request(identity.tenant)
+        request[TOKEN_KEY] = token.strip()
+        return identity
+
+    @staticmethod
+    async def _json(request: web.Request, route: Route) -> dict[str, Any]:
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise BadRequest("body is not valid JSON") from None
+        _check(body, route.request or {}, "body")
+        return body  # type: ignore[no-any-return]
+
+    async def index(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "name": "local-voice-agent",
+                "version": __version__,
+                "git_sha": self.ctx.sha,
+                "agent_name": self.ctx.settings.agent_name,
+            }
+        )
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        state = self.ctx.readiness()
+        ready = all(v in (True, "connected", "not used") for v in state.values())
+        return web.json_response({"ready": ready, **state}, status=200 if ready else 503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def whoami(self, request: web.Request) -> web.Response:
+        ident = await self._identity(request)
+        limits = self.ctx.limiter.policy.limits_for(ident.tenant)
+        return web.json_response(
+            {"tenant": ident.tenant, "subject": ident.subject, "limits": _limits_dict(limits)}
+        )
+
+    async def speak(self, request: web.Request) -> web.Response:
+        ident = await self._identity(request)
+        body = await self._json(request, _route("speak"))
+        text = body["text"]
+        if self.ctx.speaker is None:
+            raise Unavailable("speech synthesis is not available in this process")
+        await self.ctx.limiter.check_tts_chars(ident.tenant, len(text))
+        speed = body.get("tts", {}).get("speed")
+        pcm, rate, channels = await self.ctx.speaker(text, speed)
+        out = io.BytesIO()
+        with wave.open(out, "wb") as w:
+            w.setnchannels(channels)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes(pcm)
+        return web.Response(body=out.getvalue(), content_type="audio/wav")
+
+    async def dispatch(self, request: web.Request) -> web.Response:
+        ident = await self._identity(request)
+        body = await self._json(request, _route("dispatch"))
+        if self.ctx.dispatcher is None:
+            raise Unavailable("LiveKit is not configured (LIVEKIT_URL, _API_KEY, _API_SECRET)")
+        # the worker verifies the caller's own token again when the job is offered to it
+        metadata = {"token": request[TOKEN_KEY]}
+        for key in ("instructions", "participant"):
+            if key in body:
+                metadata[key] = body[key]
+        dispatch_id = await self.ctx.dispatcher(body["room"], json.dumps(metadata))
+        logger.info("dispatch created", extra={"tenant": ident.tenant, "room": body["room"]})
+        return web.json_response(
+            {"dispatch_id": dispatch_id, "room": body["room"], "tenant": ident.tenant}
+        )
+
+
+def _limits_dict(limits: Any) -> dict[str, int]:
+    names = (
+        "concurrent_sessions",
+        "sessions_per_minute",
+        "requests_per_minute",
+        "tts_chars_per_minute",
+    )
+    return {n: getattr(limits, n) for n in names if getattr(limits, n) is not None}
+
+
+def _route(name: str) -> Route:
+    return next(r for r in ROUTES if r.handler_name == name)
+
+
+def _check(value: Any, schema: dict[str, Any], where: str) -> None:
+    """The small JSON-schema subset the routes use: object, string, number."""
+    kind = schema.get("type")
+    if kind == "object":
+        if not isinstance(value, dict):
+            raise BadRequest(f"{where} must be an object")
+        props = schema.get("properties", {})
+        for key in schema.get("required", []):
+            if key not in value:
+                raise BadRequest(f"{where}.{key} is required")
+        for key, item in value.items():
+            if key not in props:
+                raise BadRequest(f"unknown field {where}.{key}")
+            _check(item, props[key], f"{where}.{key}")
+    elif kind == "string":
+        if not isinstance(value, str):
+            raise BadRequest(f"{where} must be a string")
+        if len(value.strip()) < schema.get("minLength", 0):
+            raise BadRequest(f"{where} must not be empty")
+        if len(value) > schema.get("maxLength", 1 << 30):
+            raise BadRequest(f"{where} is longer than {schema['maxLength']} characters")
+    elif kind == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise BadRequest(f"{where} must be a number")
+        if not schema.get("minimum", -1e300) <= value <= schema.get("maximum", 1e300):
+            raise BadRequest(
+                f"{where} must be within [{schema.get('minimum')}, {schema.get('maximum')}]"
+            )
+
+
+def build_app(ctx: ApiContext) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[errors_middleware])
+    api = Api(ctx)
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, getattr(api, route.handler_name))
+    return app
+
+
+def openapi_document() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for r in ROUTES:
+        op: dict[str, Any] = {"summary": r.summary, "operationId": r.handler_name}
+        if r.auth:
+            op["security"] = [{"bearer": []}]
+        if r.request:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": r.request}},
+            }
+        op["responses"] = {
+            code: {"description": "OK" if code == "200" else "error", "content": {ctype: {}}}
+            for code, ctype in r.responses.items()
+        }
+        if r.auth:
+            for code, why in (
+                ("400", "bad body"),
+                ("401", "missing or invalid token"),
+                ("403", "tenant not allowed"),
+                ("413", "body too large"),
+                ("429", "over a tenant limit (see Retry-After)"),
+                ("503", "limit store or dependency unavailable"),
+            ):
+                op["responses"].setdefault(
+                    code,
+                    {
+                        "description": why,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                        },
+                    },
+                )
+        paths.setdefault(r.path, {})[r.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "local-voice-agent worker API", "version": __version__},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "properties": {
+                                "code": {"type": "string"},
+                                "message": {"type": "string"},
+                            },
+                        }
+                    },
+                }
+            },
+        },
+    }
