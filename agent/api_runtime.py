@@ -12,35 +12,14 @@ from typing import Any
 
 from aiohttp import web
 
-from auth.backends import backend_from_settings
-from auth.limits import Limiter, TenantPolicy
-from auth.tokens import TokenConfig, TokenVerifier
+from auth.tokens import TokenVerifier
 from plugins.piper import PiperTTS  # at import: LiveKit plugins register on the main thread
 
+from .admission import build_limiter, token_config
 from .engines import cached, open_clip_store
 from .http_api import ApiContext, Unavailable, build_app
 from .log import logger
 from .settings import Settings
-
-
-def token_config(settings: Settings) -> TokenConfig:
-    return TokenConfig(
-        hs256_secret=settings.auth_jwt_secret,
-        jwks_url=settings.auth_jwks_url,
-        audience=settings.auth_audience,
-        issuer=settings.auth_issuer,
-        tenant_claim=settings.tenant_claim,
-        leeway_s=settings.auth_leeway_s,
-        jwks_refresh_cooldown_s=settings.auth_jwks_refresh_cooldown_s,
-    )
-
-
-def build_limiter(settings: Settings) -> Limiter:
-    return Limiter(
-        TenantPolicy.parse(settings.tenant_limits),
-        backend_from_settings(settings.rate_limit_redis_url, settings.cache_path),
-        fail_open=settings.rate_limit_fail_open,
-    )
 
 
 class Speaker:

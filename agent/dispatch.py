@@ -2,10 +2,12 @@
 
 The metadata is a JSON object (or empty)::
 
-    {"instructions": "You are the front desk of ...", "participant": "caller-1"}
+    {"instructions": "You are the front desk of ...", "participant": "caller-1",
+     "token": "<the dispatching backend's JWT>"}
 
 ``instructions`` replaces the persona from settings for every session of the room;
-``participant`` limits the agent to one participant's audio. Anything else is an error, so a
+``participant`` limits the agent to one participant's audio; ``token`` is verified by the
+worker before it accepts the job (required when auth is configured). Anything else is an error, so a
 typo in a backend does not silently fall back to defaults: the request handler rejects the
 job and logs why.
 """
@@ -13,7 +15,7 @@ job and logs why.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 MAX_METADATA_BYTES = 16 * 1024
@@ -32,6 +34,7 @@ class MetadataError(ValueError):
 class DispatchMetadata:
     instructions: str | None = None
     participant: str | None = None
+    token: str | None = field(default=None, repr=False)  # never printed
 
     @classmethod
     def parse(cls, raw: str | bytes | None) -> DispatchMetadata:
@@ -45,12 +48,13 @@ class DispatchMetadata:
             raise MetadataError(f"metadata is not valid JSON: {e}") from None
         if not isinstance(data, dict):
             raise MetadataError("metadata must be a JSON object")
-        unknown = sorted(set(data) - {"instructions", "participant"})
+        unknown = sorted(set(data) - {"instructions", "participant", "token"})
         if unknown:
             raise MetadataError(f"unknown metadata field {unknown[0]!r}", field=unknown[0])
         return cls(
             instructions=_optional_str(data, "instructions", MAX_INSTRUCTIONS_CHARS),
             participant=_optional_str(data, "participant", 256),
+            token=_optional_str(data, "token", 8192),
         )
 
 

@@ -2,9 +2,9 @@
 
 What runs where (livekit-agents runs each job in its own process):
 
-- main process: registration with LiveKit, :func:`on_request` (admission: dispatch
-  metadata is checked before a job is accepted) and :func:`worker_load` (what LiveKit
-  balances on);
+- main process: registration with LiveKit, admission (``agent/admission.py``: metadata,
+  token and tenant limits are checked before a job is accepted) and :func:`worker_load`
+  (what LiveKit balances on);
 - job processes: :func:`setup` loads the engines once when the process is warmed, before
   any job, and :func:`entrypoint` runs one room with them.
 
@@ -17,9 +17,10 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess, JobRequest
+from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess
 
-from .dispatch import DispatchMetadata, MetadataError
+from .admission import Admission, SessionLease, build_limiter, job_tenant
+from .dispatch import DispatchMetadata
 from .engines import Engines
 from .log import logger
 from .settings import Settings
@@ -47,21 +48,6 @@ def worker_load(capacity: int, server: AgentServer) -> float:
     return min(1.0, len(server.active_jobs) / capacity)
 
 
-async def on_request(req: JobRequest) -> None:
-    """Admission in the main process: refuse a dispatch whose metadata is unusable, so the
-    backend's mistake shows up as a refused dispatch and a log line, not a silent default."""
-    try:
-        DispatchMetadata.parse(req.job.metadata)
-    except MetadataError as e:
-        logger.warning(
-            "dispatch rejected: bad metadata",
-            extra={"job_id": req.job.id, "room": req.room.name, "error": str(e), "field": e.field},
-        )
-        await req.reject()
-        return
-    await req.accept()
-
-
 def _console_enabled() -> bool:
     from livekit.agents import cli
 
@@ -73,11 +59,20 @@ async def entrypoint(ctx: JobContext) -> None:
     engines: Engines = ctx.proc.userdata["engines"]
     engines.start_prewarm()
     meta = DispatchMetadata.parse(ctx.job.metadata)
+    # hold the tenant's session slot taken at admission until this job ends
+    lease = SessionLease(
+        build_limiter(engines.settings),
+        job_tenant(meta, engines.settings.tenant_claim),
+        ctx.job.id,
+    )
+    lease.start()
+    ctx.add_shutdown_callback(lease.release)
     logger.info(
         "job started",
         extra={
             "job_id": ctx.job.id,
             "room": ctx.job.room.name,
+            "tenant": lease.tenant,
             "instructions_from": "metadata" if meta.instructions else "settings",
             "only_participant": meta.participant,
         },
@@ -121,7 +116,8 @@ def build_server(settings: Settings) -> AgentServer:
         api_key=settings.livekit_api_key or None,
         api_secret=settings.livekit_api_secret or None,
     )
-    server.rtc_session(entrypoint, agent_name=settings.agent_name, on_request=on_request)
+    admission = Admission(settings)
+    server.rtc_session(entrypoint, agent_name=settings.agent_name, on_request=admission.on_request)
     return server
 
 

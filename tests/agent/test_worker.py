@@ -93,7 +93,7 @@ async def test_start_registers_accepts_dispatch_and_refuses_when_full(cache_dir:
         log = "".join(output)
         assert "job started" in log and "room-1" in log
         assert '"instructions_from": "metadata"' in log, log[-3000:]
-        assert "dispatch rejected: bad metadata" in log
+        assert "dispatch rejected" in log and "bad_metadata" in log
         assert "room-0" not in log.split("job started", 1)[1]  # the bad job never started
 
         proc.send_signal(signal.SIGTERM)  # drains for DRAIN_TIMEOUT_S at most
@@ -121,3 +121,69 @@ async def test_start_exits_75_when_it_gives_up_connecting(cache_dir: Path) -> No
     await reader
     assert code == EXIT_CONNECTION_FAILED, "".join(output)[-2000:]
     assert "gave up connecting to LiveKit" in "".join(output)
+
+
+@pytest.mark.slow
+async def test_dispatch_needs_a_valid_token_and_respects_concurrent_sessions(
+    cache_dir: Path,
+) -> None:
+    from livekit.protocol import agent as proto
+
+    from tests.auth.tokens import HS_SECRET, hs256
+
+    fake = FakeLiveKit()
+    await fake.start()
+    env = worker_env(
+        cache_dir,
+        fake.url,
+        WORKER_CAPACITY="4",
+        NUM_IDLE_PROCESSES="2",
+        AUTH_JWT_SECRET=HS_SECRET,
+        TENANT_LIMITS=json.dumps({"acme": {"concurrent_sessions": 2}}),
+    )
+    proc = await start_worker(env)
+    output: list[str] = []
+    reader = asyncio.create_task(collect(proc, output))
+
+    async def offer(job_id: str, token: str | None) -> bool:
+        meta = json.dumps({"token": token}) if token else ""
+        answer = await fake.request_job(
+            job_id, room=f"room-{job_id}", metadata=meta, agent_name=AGENT_NAME
+        )
+        return answer.available
+
+    try:
+        await fake.next_message("register", within=120)
+        acme = hs256(tenant="acme", aud=None, iss=None)
+        assert not await offer("J_none", None)  # no token
+        assert not await offer("J_forged", acme[:-4] + "AAAA")  # bad signature
+        assert not await offer("J_initech", hs256(tenant="initech", aud=None, iss=None))
+        assert await offer("J_1", acme)
+        assert await offer("J_2", acme)
+        assert not await offer("J_3", acme)  # acme's two sessions are busy
+
+        # end one session: LiveKit terminates the job, the job gives its slot back
+        await fake.terminate_job("J_1")
+        await fake.next_message(
+            "update_job",
+            lambda m: (
+                m.update_job.job_id == "J_1" and m.update_job.status != proto.JobStatus.JS_RUNNING
+            ),
+            within=60,
+        )
+        accepted = False
+        for attempt in range(20):
+            if await offer(f"J_4_{attempt}", acme):
+                accepted = True
+                break
+            await asyncio.sleep(0.5)
+        assert accepted, "the freed slot was never given back"
+        log = "".join(output)
+        assert acme not in log and HS_SECRET not in log  # no token or secret in the logs
+        assert "invalid_token" in log and "tenant_not_allowed" in log and "rate_limited" in log
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        reader.cancel()
+        await fake.aclose()
