@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from .settings import Settings, SettingsError
@@ -24,6 +26,17 @@ def _livekit_cli(settings: Settings, argv: list[str]) -> int:
     from .worker import EXIT_CONNECTION_FAILED, build_server, connection_failed
 
     server = build_server(settings)
+    if argv[0] == "start":
+        from . import logs
+
+        # LiveKit's CLI sets up its JSON handler before the worker starts; from then on,
+        # its records and ours are rendered by one formatter
+        server.on(
+            "worker_started",
+            lambda *_: logs.adopt_livekit_handlers(
+                settings.secret_values(), keep_transcripts=settings.log_transcripts
+            ),
+        )
     http = None
     if argv[0] == "start" and settings.http_port:
         from .api_runtime import HttpThread
@@ -57,8 +70,17 @@ def _livekit_cli(settings: Settings, argv: list[str]) -> int:
     return code
 
 
+def _multiprocess_metrics(command: str) -> None:
+    """Jobs run in their own processes: metrics must be written where the main process can
+    merge them. prometheus-client reads this variable when it is first imported, so it is
+    set before anything imports it; each worker gets its own directory."""
+    if command in ("start", "dev", "serve") and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="voice-agent-metrics-")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    _multiprocess_metrics(argv[0] if argv else "")
     try:
         settings = Settings.from_env()
     except SettingsError as e:
@@ -88,7 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     conf.add_argument("--env-example", action="store_true", help="as .env.example")
     conf.add_argument("--markdown", action="store_true", help="as docs/configuration.md")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr)
+    from . import logs
+
+    logs.configure(
+        level=settings.log_level,
+        secrets=settings.secret_values(),
+        keep_transcripts=settings.log_transcripts,
+    )
 
     if args.command == "serve":
         from .api_runtime import serve

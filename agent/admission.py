@@ -27,6 +27,7 @@ from auth.tokens import TokenConfig, TokenVerifier
 
 from .dispatch import DispatchMetadata, MetadataError
 from .log import logger
+from .metrics import SESSIONS_REJECTED
 from .settings import Settings
 
 ANONYMOUS = "anonymous"
@@ -96,6 +97,7 @@ class Admission:
                 "dispatch rejected",
                 extra={"job_id": job_id, "room": room, "reason": code, "error": str(e)},
             )
+            SESSIONS_REJECTED.labels(code).inc()
             await req.reject()
             return
         logger.info("dispatch admitted", extra={"job_id": job_id, "room": room, "tenant": tenant})

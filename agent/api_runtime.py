@@ -19,6 +19,7 @@ from .admission import build_limiter, token_config
 from .engines import cached, open_clip_store
 from .http_api import ApiContext, Unavailable, build_app
 from .log import logger
+from .metrics import ClipCacheCollector, optional_gpu_collector
 from .settings import Settings
 
 
@@ -76,8 +77,11 @@ def livekit_dispatcher(settings: Settings) -> Callable[[str, str], Any] | None:
 def build_context(
     settings: Settings, readiness: Callable[[], dict[str, Any]] | None = None
 ) -> ApiContext:
+    store = open_clip_store(settings)
+    collectors: list[Any] = [ClipCacheCollector(store)] if store is not None else []
     return ApiContext(
         settings=settings,
+        collectors=collectors + optional_gpu_collector(),
         verifier=TokenVerifier(token_config(settings)),
         limiter=build_limiter(settings),
         speaker=Speaker(settings),

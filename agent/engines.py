@@ -23,6 +23,7 @@ from plugins.piper import PiperTTS
 from plugins.smart_turn import HybridTurnOptions, SmartTurnDetector, SmartTurnModel
 from plugins.whisper import WhisperSTT
 
+from .metrics import INFERENCE_QUEUED
 from .session_config import SessionConfig
 from .settings import Settings
 
@@ -108,6 +109,30 @@ class Engines:
     def __post_init__(self) -> None:
         self.tts: tts.TTS = cached(self.piper, self.clip_store)
         self._prewarm_task: asyncio.Task[int] | None = None
+        self._queue_task: asyncio.Task[None] | None = None
+
+    def queued(self) -> dict[str, int]:
+        """Requests waiting for each engine's worker thread (its executor's queue)."""
+        engines = {"stt": self.stt, "tts": self.piper, "llm": self.llm, "turn": self.turn_model}
+        out = {}
+        for name, engine in engines.items():
+            executor = getattr(engine, "_executor", None)
+            queue = getattr(executor, "_work_queue", None)
+            out[name] = queue.qsize() if queue is not None else 0
+        return out
+
+    def start_queue_gauge(self, interval_s: float = 1.0) -> None:
+        """Publish ``queued()`` as the ``voice_inference_queued`` gauge, once per process."""
+        if self._queue_task is not None:
+            return
+
+        async def publish() -> None:
+            while True:
+                for engine, depth in self.queued().items():
+                    INFERENCE_QUEUED.labels(engine).set(depth)
+                await asyncio.sleep(interval_s)
+
+        self._queue_task = asyncio.create_task(publish())
 
     def start_prewarm(self) -> None:
         """Fill the clip cache with the prewarm phrases in the background, once per process

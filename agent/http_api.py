@@ -12,6 +12,7 @@ a response or a log line.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -23,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from auth.errors import AuthError, InvalidTokenError
 from auth.limits import Limiter
 from auth.tokens import Identity, TokenVerifier
 
 from . import __version__
+from .metrics import render
 from .settings import Settings
 
 logger = logging.getLogger("agent.http")
@@ -75,6 +76,7 @@ class ApiContext:
     speaker: Callable[[str, float | None], Awaitable[tuple[bytes, int, int]]] | None = None
     dispatcher: Callable[[str, str], Awaitable[str]] | None = None
     readiness: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    collectors: list[Any] = field(default_factory=list)
     sha: str = field(default_factory=git_sha)
 
 
@@ -240,7 +242,8 @@ class Api:
         return web.json_response({"ready": ready, **state}, status=200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        body, content_type = await asyncio.to_thread(render, self.ctx.collectors)
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def whoami(self, request: web.Request) -> web.Response:
         ident = await self._identity(request)

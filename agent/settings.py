@@ -323,6 +323,12 @@ class Settings:
     )
     # --- logs ----------------------------------------------------------------------------
     log_level: str = setting("INFO", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR.", group="Logs")
+    log_transcripts: bool = setting(
+        False,
+        "LOG_TRANSCRIPTS",
+        "Keep what users and the agent said in the logs (dropped by default).",
+        group="Logs",
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -369,6 +375,14 @@ class Settings:
                 raise SettingsError(f"CACHE_PREWARM_FILE: {e}") from e
             phrases += [line.strip() for line in text.splitlines()]
         return [p for p in phrases if p]
+
+    def secret_values(self) -> list[str]:
+        """The values of the secret settings, for the log redactor."""
+        return [
+            str(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if f.metadata["secret"] and getattr(self, f.name)
+        ]
 
     def redacted(self) -> dict[str, Any]:
         """Field values with secrets masked, for the startup log."""

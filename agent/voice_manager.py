@@ -15,6 +15,7 @@ harness drive the very code path a room uses.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,8 +29,10 @@ from livekit.agents.voice.io import AudioInput, AudioOutput
 
 from plugins.noise import Framed48kDenoiser
 
+from . import logs
 from .engines import Engines
 from .log import logger
+from .metrics import ACTIVE_SESSIONS, SESSIONS_ENDED, SESSIONS_STARTED, SessionMetrics
 from .session_config import SessionConfig
 
 
@@ -169,20 +172,25 @@ class VoiceManager(utils.EventEmitter[str]):
         )
         self._sessions[identity] = entry
         session.on("close", lambda ev: self._on_session_close(entry, ev))
+        SessionMetrics().watch(session)
+        agent = self._agent_factory(config.instructions or self._instructions)
+        if io is not None:
+            session.input.audio = (
+                FilteredAudioInput(io.audio_input, noise_filter)
+                if noise_filter is not None
+                else io.audio_input
+            )
+            session.output.audio = io.audio_output
+            start = session.start(agent)
+        else:
+            room_options = self._room_options(identity, noise_filter)
+            start = session.start(agent, room=self._room, room_options=room_options)
+        # the session's tasks are created in this context and keep it: every record they
+        # log carries the participant (room, tenant and job id come from the entrypoint)
+        context = contextvars.copy_context()
+        context.run(logs.bind, participant=identity)
         try:
-            agent = self._agent_factory(config.instructions or self._instructions)
-            if io is not None:
-                session.input.audio = (
-                    FilteredAudioInput(io.audio_input, noise_filter)
-                    if noise_filter is not None
-                    else io.audio_input
-                )
-                session.output.audio = io.audio_output
-                await session.start(agent)
-            else:
-                await session.start(
-                    agent, room=self._room, room_options=self._room_options(identity, noise_filter)
-                )
+            await asyncio.create_task(start, context=context)
         except BaseException:
             self._sessions.pop(identity, None)
             if noise_filter is not None:
@@ -190,6 +198,8 @@ class VoiceManager(utils.EventEmitter[str]):
             await session.aclose()
             raise
         logger.info("voice session attached", extra={"participant": identity})
+        SESSIONS_STARTED.inc()
+        ACTIVE_SESSIONS.inc()
         self.emit("session_attached", entry)
         return entry
 
@@ -224,6 +234,8 @@ class VoiceManager(utils.EventEmitter[str]):
                 extra={"participant": entry.identity, "reason": entry.close_reason},
             )
         entry.closed.set()
+        SESSIONS_ENDED.labels(getattr(ev.reason, "value", str(ev.reason))).inc()
+        ACTIVE_SESSIONS.dec()
         self.emit("session_detached", entry)
 
     async def detach(self, identity: str, *, reason: str = "detached") -> None:

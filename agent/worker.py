@@ -19,6 +19,7 @@ from typing import Any
 
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess
 
+from . import logs
 from .admission import Admission, SessionLease, build_limiter, job_tenant
 from .dispatch import DispatchMetadata
 from .engines import Engines
@@ -34,6 +35,7 @@ CONSOLE_IDENTITY = "console-user"
 
 def setup(settings: Settings, proc: JobProcess) -> None:
     """Job-process warm-up: load every model once, before the process takes a job."""
+    logs.install_context_factory(settings.log_transcripts)
     proc.userdata["engines"] = Engines.load(settings)
     logger.info("engines loaded", extra={"pid": proc.pid})
 
@@ -58,13 +60,13 @@ async def entrypoint(ctx: JobContext) -> None:
     """One job: a VoiceManager for the room, closed with the job."""
     engines: Engines = ctx.proc.userdata["engines"]
     engines.start_prewarm()
+    engines.start_queue_gauge()
     meta = DispatchMetadata.parse(ctx.job.metadata)
+    tenant = job_tenant(meta, engines.settings.tenant_claim)
+    # every log record of this job (and of its sessions' tasks) carries these
+    logs.bind(room=ctx.job.room.name, job_id=ctx.job.id, tenant=tenant)
     # hold the tenant's session slot taken at admission until this job ends
-    lease = SessionLease(
-        build_limiter(engines.settings),
-        job_tenant(meta, engines.settings.tenant_claim),
-        ctx.job.id,
-    )
+    lease = SessionLease(build_limiter(engines.settings), tenant, ctx.job.id)
     lease.start()
     ctx.add_shutdown_callback(lease.release)
     logger.info(

@@ -27,6 +27,7 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
 from .._common.assets import WheelAsset, resolve
 from .._common.errors import ModelLoadError
+from .._common.executor import in_executor
 from .log import logger
 
 SMOLLM2_135M = WheelAsset(
@@ -202,7 +203,7 @@ class LlamaLLMStream(llm.LLMStream):
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
-        fut = loop.run_in_executor(self._llama_llm._executor, generate)
+        fut = in_executor(self._llama_llm._executor, generate)
         try:
             while (item := await queue.get()) is not _DONE:
                 if isinstance(item, Exception):

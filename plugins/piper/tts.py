@@ -31,6 +31,7 @@ from livekit.agents.utils import is_given
 from piper import PiperVoice, SynthesisConfig
 
 from .._common.errors import ModelLoadError
+from .._common.executor import in_executor
 from .log import logger
 
 
@@ -227,9 +228,8 @@ class PiperTTS(tts.TTS):
         )
 
     async def _synthesize(self, text: str, opts: _TTSOptions) -> bytes:
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, self.synthesize_pcm, text, opts)
+            return await in_executor(self._executor, self.synthesize_pcm, text, opts)
         except (RuntimeError, ValueError, onnxruntime.capi.onnxruntime_pybind11_state.Fail) as e:
             raise APIConnectionError(f"piper synthesis failed: {e}", retryable=False) from e
 

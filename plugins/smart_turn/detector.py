@@ -30,6 +30,7 @@ from livekit.agents.language import LanguageCode
 from livekit.agents.voice.turn import TurnDetectionEvent
 
 from .._common.audio import Float32Array, frame_to_float, to_mono
+from .._common.executor import in_executor
 from .features import SAMPLE_RATE, WINDOW_SAMPLES
 from .log import logger
 from .model import SmartTurnModel
@@ -112,8 +113,7 @@ class SmartTurnDetector:
 
     async def predict(self, audio16k: Float32Array) -> float:
         """P(complete) for one utterance, computed off the event loop."""
-        loop = asyncio.get_running_loop()
-        (p,) = await loop.run_in_executor(self._executor, self._model.predict, [audio16k])
+        (p,) = await in_executor(self._executor, self._model.predict, [audio16k])
         return p
 
     async def unlikely_threshold(self, language: LanguageCode | None) -> float | None:

@@ -36,6 +36,7 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import AudioBuffer, is_given
 
 from .._common.audio import Float32Array, frame_to_float, frames_to_mono, to_mono
+from .._common.executor import in_executor
 from .log import logger
 from .models import ComputeType, Device, ResolvedModel, load_whisper, resolve_model
 
@@ -169,11 +170,8 @@ class WhisperSTT(stt.STT):
         return " ".join(seg.text.strip() for seg in segments).strip()
 
     async def transcribe(self, audio: Float32Array, language: str | None = None) -> str:
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(
-                self._executor, self.transcribe_array, audio, language
-            )
+            return await in_executor(self._executor, self.transcribe_array, audio, language)
         except (RuntimeError, ValueError, MemoryError) as e:
             raise APIConnectionError(f"faster-whisper decode failed: {e}", retryable=False) from e
 

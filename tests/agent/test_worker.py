@@ -95,6 +95,13 @@ async def test_start_registers_accepts_dispatch_and_refuses_when_full(cache_dir:
         assert '"instructions_from": "metadata"' in log, log[-3000:]
         assert "dispatch rejected" in log and "bad_metadata" in log
         assert "room-0" not in log.split("job started", 1)[1]  # the bad job never started
+        # one JSON stream: the job process's record, formatted by the main process, carries
+        # the job's bound context
+        started = next(json.loads(line) for line in output if '"job started"' in line)
+        assert started["room"] == "room-1" and started["job_id"] == "J_one"
+        assert started["tenant"] == "anonymous" and started["level"] == "info"
+        livekit_lines = [line for line in output if '"logger": "livekit.agents"' in line]
+        assert livekit_lines and all(json.loads(line) for line in livekit_lines)
 
         proc.send_signal(signal.SIGTERM)  # drains for DRAIN_TIMEOUT_S at most
         code = await asyncio.wait_for(proc.wait(), timeout=60)

@@ -1,0 +1,79 @@
+"""Structured logs of a real session: JSON, bound context on every record, no secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from agent import logs
+from agent.sim_io import PacedAudioInput, RecordingAudioOutput
+from agent.voice_manager import SessionIO, VoiceManager
+from tests.audio_fixtures import speak, trim_silence
+from tests.auth.tokens import hs256
+
+SECRET = "sk-live-0123456789abcdef"
+QUESTION = "What is the capital of France?"
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    buf = io.StringIO()
+    logs.configure(level="DEBUG", secrets=[SECRET], stream=buf)
+    try:
+        yield buf
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in saved_handlers:
+            root.addHandler(h)
+        root.setLevel(saved_level)
+
+
+async def run_session(engines) -> None:
+    logs.bind(room="room-7", job_id="AJ_test", tenant="acme")
+    log = logging.getLogger("agent.test")
+    token = hs256()
+    log.info("dispatch admitted", extra={"token": token, "note": f"key={SECRET}"})
+    log.warning("upstream said: Authorization: Bearer %s", token)
+    manager = VoiceManager(engines, instructions="Answer in one short sentence.")
+    mic, speaker = PacedAudioInput(), RecordingAudioOutput()
+    await manager.attach("alice", SessionIO(mic, speaker))
+    await mic.play_silence(0.3)
+    await mic.play(trim_silence(speak(QUESTION, rate=16000)), 16000)
+    tail = asyncio.create_task(mic.play_silence(30))
+    await asyncio.wait_for(speaker.wait_for_segments(1), 60)
+    await asyncio.wait_for(speaker.wait_for_playout(), 60)
+    tail.cancel()
+    await manager.aclose()
+
+
+@pytest.mark.slow
+async def test_session_logs_are_json_with_context_and_no_secrets(
+    engines, captured: io.StringIO
+) -> None:
+    # a job's context, as the entrypoint binds it, isolated from the other tests
+    await asyncio.create_task(run_session(engines), context=contextvars.copy_context())
+    lines = [line for line in captured.getvalue().splitlines() if line.strip()]
+    assert len(lines) > 10
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    for r in records:
+        assert {"event", "level", "logger", "timestamp"} <= set(r), r
+        if r["logger"] == "asyncio":  # event-loop bookkeeping of helper threads, not the job
+            continue
+        for key in ("room", "job_id", "tenant"):
+            assert r.get(key) == {"room": "room-7", "job_id": "AJ_test", "tenant": "acme"}[key], r
+    session = [r for r in records if r.get("participant")]
+    assert any(r["logger"].startswith("livekit") for r in session)  # LiveKit's own records
+    assert any(r["event"] == "voice session attached" for r in session)
+    text = captured.getvalue()
+    assert SECRET not in text
+    assert "eyJ" not in text  # no JWT, in a field or in a message
+    assert "capital of France" not in text  # transcripts are dropped by default
