@@ -8,7 +8,6 @@ streams, noise filters) is created per session, never shared.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from typing import Any
 
 from livekit.agents import AgentSession, llm, tts
@@ -17,7 +16,6 @@ from livekit.plugins import silero
 from cache.store import ClipStore
 from cache.tts import CachedTTS
 from plugins.llama import LlamaLLM, openai_compatible
-from plugins.noise import Framed48kDenoiser
 from plugins.noise import create as create_noise_filter
 from plugins.piper import PiperTTS
 from plugins.smart_turn import HybridTurnOptions, SmartTurnDetector, SmartTurnModel
@@ -26,6 +24,7 @@ from plugins.whisper import WhisperSTT
 from .metrics import INFERENCE_QUEUED
 from .session_config import SessionConfig
 from .settings import Settings
+from .swappable import SwappableTTS, SwitchableNoiseFilter
 
 # livekit-agents' default (0.5 s) makes barge-in wait half a second of speech; a third of a
 # second still ignores coughs and clicks, which the VAD's own minimum already drops.
@@ -70,50 +69,103 @@ def cached(inner: PiperTTS, store: ClipStore | None) -> tts.TTS:
     return inner if store is None else CachedTTS(inner, store)
 
 
-@dataclass
-class Engines:
-    """One loaded copy of each model, shared by every session of this process."""
+_UNSET: Any = object()
 
-    settings: Settings
-    stt: WhisperSTT
-    piper: PiperTTS
-    llm: llm.LLM
-    turn_model: SmartTurnModel
-    clip_store: ClipStore | None = None
-    _vads: dict[HybridTurnOptions, silero.VAD] = field(default_factory=dict)
+
+class Engines:
+    """The models of this process, shared by every session of it.
+
+    Each engine is loaded on first use; :meth:`load` (the worker's setup, with
+    ``PRELOAD_MODELS``) loads them all up front so no session waits. A text-only session
+    touches only the LLM, so a process that serves only those loads no audio model.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        stt: WhisperSTT | None = None,
+        piper: PiperTTS | None = None,
+        llm: llm.LLM | None = None,
+        turn_model: SmartTurnModel | None = None,
+        clip_store: ClipStore | None = _UNSET,
+    ) -> None:
+        self.settings = settings
+        self._stt, self._piper, self._llm, self._turn_model = stt, piper, llm, turn_model
+        self.clip_store = open_clip_store(settings) if clip_store is _UNSET else clip_store
+        self._tts: tts.TTS | None = None
+        self._prewarm_task: asyncio.Task[int] | None = None
+        self._queue_task: asyncio.Task[None] | None = None
 
     @classmethod
     def load(cls, settings: Settings) -> Engines:
         """Load every model; raises the plugin's error (naming what to run) when one is
         missing, so a job process never starts half-equipped."""
-        return cls(
-            settings=settings,
-            stt=WhisperSTT(
-                model=settings.stt_model or None,
-                device=settings.stt_device,
-                compute_type=settings.stt_compute_type,  # type: ignore[arg-type]
-                beam_size=settings.stt_beam_size,
-                language=settings.stt_language or None,
-                download_root=settings.cache_path / "models" / "whisper",
-            ),
-            piper=PiperTTS(
-                model_path=settings.tts_voice or None,
-                speed=settings.tts_speed,
-                use_cuda="auto" if settings.tts_device == "auto" else settings.tts_device == "cuda",
-            ),
-            llm=build_llm(settings),
-            turn_model=SmartTurnModel.from_cache(settings.cache_path),
-            clip_store=open_clip_store(settings),
-        )
+        engines = cls(settings)
+        engines.preload()
+        return engines
 
-    def __post_init__(self) -> None:
-        self.tts: tts.TTS = cached(self.piper, self.clip_store)
-        self._prewarm_task: asyncio.Task[int] | None = None
-        self._queue_task: asyncio.Task[None] | None = None
+    def preload(self) -> None:
+        _ = self.stt, self.piper, self.llm, self.turn_model, self.tts
+
+    def loaded(self) -> set[str]:
+        """Which engines exist in this process (for tests and /readyz)."""
+        found = {"stt": self._stt, "tts": self._piper, "llm": self._llm, "turn": self._turn_model}
+        return {name for name, engine in found.items() if engine is not None}
+
+    @property
+    def stt(self) -> WhisperSTT:
+        if self._stt is None:
+            s = self.settings
+            self._stt = WhisperSTT(
+                model=s.stt_model or None,
+                device=s.stt_device,
+                compute_type=s.stt_compute_type,  # type: ignore[arg-type]
+                beam_size=s.stt_beam_size,
+                language=s.stt_language or None,
+                download_root=s.cache_path / "models" / "whisper",
+            )
+        return self._stt
+
+    @property
+    def piper(self) -> PiperTTS:
+        if self._piper is None:
+            s = self.settings
+            self._piper = PiperTTS(
+                model_path=s.tts_voice or None,
+                speed=s.tts_speed,
+                use_cuda="auto" if s.tts_device == "auto" else s.tts_device == "cuda",
+            )
+        return self._piper
+
+    @property
+    def tts(self) -> tts.TTS:
+        """The shared voice behind the clip cache."""
+        if self._tts is None:
+            self._tts = cached(self.piper, self.clip_store)
+        return self._tts
+
+    def voice(self, speed: float | None) -> tts.TTS:
+        """The voice at ``speed`` (None: the configured one), behind the clip cache."""
+        if speed is None:
+            return self.tts
+        return cached(self.piper.with_speed(speed), self.clip_store)
+
+    @property
+    def llm(self) -> llm.LLM:
+        if self._llm is None:
+            self._llm = build_llm(self.settings)
+        return self._llm
+
+    @property
+    def turn_model(self) -> SmartTurnModel:
+        if self._turn_model is None:
+            self._turn_model = SmartTurnModel.from_cache(self.settings.cache_path)
+        return self._turn_model
 
     def queued(self) -> dict[str, int]:
         """Requests waiting for each engine's worker thread (its executor's queue)."""
-        engines = {"stt": self.stt, "tts": self.piper, "llm": self.llm, "turn": self.turn_model}
+        engines = {"stt": self._stt, "tts": self._piper, "llm": self._llm, "turn": self._turn_model}
         out = {}
         for name, engine in engines.items():
             executor = getattr(engine, "_executor", None)
@@ -142,35 +194,39 @@ class Engines:
             if phrases:
                 self._prewarm_task = asyncio.create_task(self.tts.fill(phrases))
 
-    def vad(self, turn: HybridTurnOptions) -> silero.VAD:
-        # the ONNX session is loaded once per option set; each session opens its own stream
-        if turn not in self._vads:
-            self._vads[turn] = silero.VAD.load(**turn.vad_options())
-        return self._vads[turn]
-
-    def noise_filter(self, name: str | None = None) -> Framed48kDenoiser | None:
-        """A fresh filter for one session (filters keep per-stream state)."""
-        return create_noise_filter(name or self.settings.noise_filter)  # type: ignore[arg-type]
+    def noise_filter(self, name: str | None = None) -> SwitchableNoiseFilter:
+        """A fresh filter slot for one session (filters keep per-stream state)."""
+        return SwitchableNoiseFilter(create_noise_filter, name or self.settings.noise_filter)
 
     def session(self, config: SessionConfig | None = None) -> AgentSession[Any]:
-        """A new session on the shared engines, with ``config``'s per-session choices."""
+        """A new voice session on the shared engines, with ``config``'s choices.
+
+        The VAD is per session (a small ONNX model) so that its pause and minimum speech can
+        change live; the TTS is a slot a config message can swap."""
         config = config or SessionConfig()
         turn = config.turn or turn_options(self.settings)
-        voice = (
-            self.tts
-            if config.tts_speed is None
-            else cached(self.piper.with_speed(config.tts_speed), self.clip_store)
-        )
         return AgentSession(
-            vad=self.vad(turn),
+            vad=silero.VAD.load(**turn.vad_options()),
             stt=self.stt,
             llm=self.llm,
-            tts=voice,
+            tts=SwappableTTS(self.voice(config.tts_speed)),
             turn_handling={
                 "turn_detection": SmartTurnDetector(self.turn_model, options=turn),
                 "endpointing": turn.endpointing(),  # type: ignore[typeddict-item]
                 "interruption": {"mode": "vad", "min_duration": BARGE_IN_MIN_SPEECH_S},
             },
             aec_warmup_duration=self.settings.aec_warmup_s or None,
+            session_close_transcript_timeout=0,
+        )
+
+    def text_session(self) -> AgentSession[Any]:
+        """A text-only session (``audio=false``): the LLM and nothing else."""
+        # every audio component explicitly None: left out, livekit-agents picks defaults
+        return AgentSession(
+            llm=self.llm,
+            vad=None,
+            stt=None,
+            tts=None,
+            turn_handling={"turn_detection": "manual", "interruption": {"enabled": False}},
             session_close_transcript_timeout=0,
         )

@@ -3,6 +3,7 @@
 Shape (every key optional)::
 
     {
+      "audio": true | false,          # false: text/data relay, no audio engines at all
       "noise_filter": "off" | "rnnoise" | "deepfilternet",
       "llm":  {"instructions": "..."},
       "tts":  {"speed": 1.1},
@@ -51,6 +52,7 @@ class ConfigError(ValueError):
 class SessionConfig:
     """The resolved settings of one session; ``None`` means "the worker's default"."""
 
+    audio: bool | None = None
     noise_filter: str | None = None
     instructions: str | None = None
     tts_speed: float | None = None
@@ -59,6 +61,7 @@ class SessionConfig:
     def merged(self, update: SessionConfig) -> SessionConfig:
         """This config with every field ``update`` sets replaced."""
         return SessionConfig(
+            audio=update.audio if update.audio is not None else self.audio,
             noise_filter=update.noise_filter or self.noise_filter,
             instructions=update.instructions or self.instructions,
             tts_speed=update.tts_speed if update.tts_speed is not None else self.tts_speed,
@@ -69,7 +72,10 @@ class SessionConfig:
 def parse_config(raw: str | bytes | dict[str, Any], base_turn: HybridTurnOptions) -> SessionConfig:
     """Parse a config message; ``base_turn`` fills the turn keys the message leaves out."""
     data = _load(raw)
-    _only(data, {"noise_filter", "llm", "tts", "turn"}, prefix="")
+    _only(data, {"audio", "noise_filter", "llm", "tts", "turn"}, prefix="")
+    audio = data.get("audio")
+    if audio is not None and not isinstance(audio, bool):
+        raise ConfigError("invalid_type", "audio must be true or false", "audio")
     noise = data.get("noise_filter")
     if noise is not None and noise not in NOISE_FILTERS:
         raise ConfigError(
@@ -98,7 +104,9 @@ def parse_config(raw: str | bytes | dict[str, Any], base_turn: HybridTurnOptions
             turn = replace(base_turn, **values)
         except ValueError as e:
             raise ConfigError("invalid_value", str(e), "turn") from None
-    return SessionConfig(noise_filter=noise, instructions=instructions, tts_speed=speed, turn=turn)
+    return SessionConfig(
+        audio=audio, noise_filter=noise, instructions=instructions, tts_speed=speed, turn=turn
+    )
 
 
 def _load(raw: str | bytes | dict[str, Any]) -> dict[str, Any]:

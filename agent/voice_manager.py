@@ -22,18 +22,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import Agent, AgentSession, utils
+from livekit.agents import Agent, AgentSession, llm, utils
 from livekit.agents.voice import room_io
 from livekit.agents.voice.events import CloseEvent
 from livekit.agents.voice.io import AudioInput, AudioOutput
 
-from plugins.noise import Framed48kDenoiser
+from plugins.smart_turn import SmartTurnDetector
 
 from . import logs
 from .engines import Engines
 from .log import logger
 from .metrics import ACTIVE_SESSIONS, SESSIONS_ENDED, SESSIONS_STARTED, SessionMetrics
 from .session_config import SessionConfig
+from .swappable import SwappableTTS, SwitchableNoiseFilter
 
 
 @dataclass
@@ -47,7 +48,9 @@ class SessionIO:
 class FilteredAudioInput(AudioInput):
     """Applies a session's noise filter to a room-less input, as RoomIO does for a track."""
 
-    def __init__(self, source: AudioInput, noise_filter: Framed48kDenoiser) -> None:
+    def __init__(
+        self, source: AudioInput, noise_filter: rtc.FrameProcessor[rtc.AudioFrame]
+    ) -> None:
         super().__init__(label=f"NoiseFiltered({source.label})", source=source)
         self._filter = noise_filter
 
@@ -62,11 +65,17 @@ class ParticipantSession:
 
     identity: str
     session: AgentSession[Any]
-    noise_filter: Framed48kDenoiser | None
+    noise_filter: SwitchableNoiseFilter | None
     config: SessionConfig
+    agent: Agent
+    io: SessionIO | None = None
     started_at: float = field(default_factory=time.time)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     close_reason: str | None = None
+
+    @property
+    def mode(self) -> str:
+        return "text" if self.config.audio is False else "audio"
 
 
 class VoiceManager(utils.EventEmitter[str]):
@@ -84,7 +93,7 @@ class VoiceManager(utils.EventEmitter[str]):
         config: SessionConfig | None = None,
         room: rtc.Room | None = None,
         only_participant: str | None = None,
-        agent_factory: Callable[[str], Agent] | None = None,
+        agent_factory: Callable[[str, llm.ChatContext | None], Agent] | None = None,
     ) -> None:
         super().__init__()
         self._engines = engines
@@ -92,7 +101,9 @@ class VoiceManager(utils.EventEmitter[str]):
         self._config = config or SessionConfig()
         self._room = room
         self._only = only_participant
-        self._agent_factory = agent_factory or (lambda instr: Agent(instructions=instr))
+        self._agent_factory = agent_factory or (
+            lambda instructions, chat_ctx: Agent(instructions=instructions, chat_ctx=chat_ctx)
+        )
         self._sessions: dict[str, ParticipantSession] = {}
         self._pending: dict[str, asyncio.Task[ParticipantSession | None]] = {}
         self._pending_detach: set[asyncio.Task[None]] = set()
@@ -151,11 +162,18 @@ class VoiceManager(utils.EventEmitter[str]):
     # --- sessions --------------------------------------------------------------------------
 
     async def attach(
-        self, identity: str, io: SessionIO | None = None, config: SessionConfig | None = None
+        self,
+        identity: str,
+        io: SessionIO | None = None,
+        config: SessionConfig | None = None,
+        *,
+        history: llm.ChatContext | None = None,
     ) -> ParticipantSession:
-        """Start a voice session for ``identity``; with ``io`` it runs without a room.
+        """Start a session for ``identity``; with ``io`` it runs without a room.
 
-        ``config`` overrides the room's config (from dispatch metadata) for this session.
+        ``config`` overrides the room's config (from dispatch metadata) for this session;
+        ``audio: false`` makes it a text session that creates no audio engine at all.
+        ``history`` continues an earlier conversation (a switch between modes).
 
         Raises what the session's construction raised (e.g. a noise filter that fails to
         load); nothing is left attached in that case.
@@ -163,23 +181,28 @@ class VoiceManager(utils.EventEmitter[str]):
         if self._closing:
             raise RuntimeError("the VoiceManager is closed")
         if identity in self._sessions:
-            raise ValueError(f"participant {identity!r} already has a voice session")
+            raise ValueError(f"participant {identity!r} already has a session")
         config = self._config.merged(config) if config is not None else self._config
-        noise_filter = self._engines.noise_filter(config.noise_filter)
-        session = self._engines.session(config)
+        audio = config.audio is not False
+        noise_filter = self._engines.noise_filter(config.noise_filter) if audio else None
+        session = self._engines.session(config) if audio else self._engines.text_session()
+        agent = self._agent_factory(config.instructions or self._instructions, history)
         entry = ParticipantSession(
-            identity=identity, session=session, noise_filter=noise_filter, config=config
+            identity=identity,
+            session=session,
+            noise_filter=noise_filter,
+            config=config,
+            agent=agent,
+            io=io,
         )
         self._sessions[identity] = entry
         session.on("close", lambda ev: self._on_session_close(entry, ev))
         SessionMetrics().watch(session)
-        agent = self._agent_factory(config.instructions or self._instructions)
-        if io is not None:
-            session.input.audio = (
-                FilteredAudioInput(io.audio_input, noise_filter)
-                if noise_filter is not None
-                else io.audio_input
-            )
+        if not audio:
+            start = session.start(agent)  # no room I/O: text is routed by the manager
+        elif io is not None:
+            assert noise_filter is not None
+            session.input.audio = FilteredAudioInput(io.audio_input, noise_filter)
             session.output.audio = io.audio_output
             start = session.start(agent)
         else:
@@ -197,14 +220,76 @@ class VoiceManager(utils.EventEmitter[str]):
                 noise_filter.close()
             await session.aclose()
             raise
-        logger.info("voice session attached", extra={"participant": identity})
+        self._set_audio_subscription(identity, audio)
+        logger.info("session attached", extra={"participant": identity, "audio": audio})
         SESSIONS_STARTED.inc()
         ACTIVE_SESSIONS.inc()
         self.emit("session_attached", entry)
         return entry
 
+    def _set_audio_subscription(self, identity: str, subscribed: bool) -> None:
+        """A text session does not even receive the participant's audio."""
+        if self._room is None:
+            return
+        participant = self._room.remote_participants.get(identity)
+        if participant is None:
+            return
+        for pub in participant.track_publications.values():
+            if pub.kind == rtc.TrackKind.KIND_AUDIO:
+                pub.set_subscribed(subscribed)
+
+    async def configure(self, identity: str, update: SessionConfig) -> SessionConfig:
+        """Apply a parsed config message to ``identity``'s session while it runs.
+
+        Switching ``audio`` replaces the session with one of the other kind and carries the
+        conversation over; everything else is changed in place. Returns the session's
+        config after the change. Raises ``KeyError`` for an unknown participant.
+        """
+        entry = self._sessions[identity]
+        new = entry.config.merged(update)
+        if (new.audio is not False) != (entry.config.audio is not False):
+            # the agent's context is what the LLM sees (system prompt and every turn)
+            history = entry.agent.chat_ctx.copy()
+            await self.detach(identity, reason="mode switch")
+            # an explicit "audio" in the new config decides; the room's default does not
+            await self.attach(identity, entry.io, new, history=history)
+            return new
+        session = entry.session
+        if update.noise_filter is not None and entry.noise_filter is not None:
+            entry.noise_filter.switch(update.noise_filter)
+        if update.instructions is not None:
+            await entry.agent.update_instructions(update.instructions)
+        if update.tts_speed is not None and isinstance(session.tts, SwappableTTS):
+            session.tts.swap(self._engines.voice(update.tts_speed))
+        if update.turn is not None and entry.mode == "audio":
+            session.update_options(
+                endpointing_opts=update.turn.endpointing(),  # type: ignore[arg-type]
+                turn_detection=SmartTurnDetector(self._engines.turn_model, options=update.turn),
+            )
+            vad = session.vad
+            if vad is not None and hasattr(vad, "update_options"):
+                vad.update_options(**update.turn.vad_options())
+        entry.config = new
+        logger.info("session reconfigured", extra={"participant": identity})
+        return new
+
+    async def reply_to_text(self, identity: str, text: str) -> str:
+        """Typed input from ``identity``: the agent's reply text (also spoken in a voice
+        session). A participant without a session gets a text session first."""
+        entry = self._sessions.get(identity)
+        if entry is None:
+            entry = await self.attach(identity, config=SessionConfig(audio=False))
+        handle = entry.session.generate_reply(user_input=text)
+        await handle
+        replies = [
+            item.text_content
+            for item in handle.chat_items
+            if getattr(item, "role", None) == "assistant" and item.text_content
+        ]
+        return " ".join(replies)
+
     def _room_options(
-        self, identity: str, noise_filter: Framed48kDenoiser | None
+        self, identity: str, noise_filter: SwitchableNoiseFilter | None
     ) -> room_io.RoomOptions:
         return room_io.RoomOptions(
             participant_identity=identity,
