@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--input", type=Path, default=None, help="WAV of any rate/channels")
     sim.add_argument("--output", type=Path, default=Path("reply.wav"))
     sim.add_argument("--config", default=None, help="a session config message (JSON)")
+    sim.add_argument("--text", default=None, help='typed input when the config says "audio": false')
     sub.add_parser("serve", help="the HTTP API alone (no LiveKit connection)")
     oapi = sub.add_parser("openapi", help="write the HTTP API's OpenAPI document")
     oapi.add_argument("-o", "--output", type=Path, default=None, help="file (default stdout)")
@@ -161,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
             except ConfigError as e:
                 print(json.dumps({"error": e.as_dict()}))
                 return 2
-        result = asyncio.run(simulate(settings, args.input or SAMPLE_QUESTION, args.output, config))
+        result = asyncio.run(
+            simulate(settings, args.input or SAMPLE_QUESTION, args.output, config, text=args.text)
+        )
         print(json.dumps(result))
         return 0
     return 2

@@ -3,13 +3,14 @@
 The metadata is a JSON object (or empty)::
 
     {"instructions": "You are the front desk of ...", "participant": "caller-1",
-     "token": "<the dispatching backend's JWT>"}
+     "token": "<the dispatching backend's JWT>", "config": {"audio": false, ...}}
 
 ``instructions`` replaces the persona from settings for every session of the room;
 ``participant`` limits the agent to one participant's audio; ``token`` is verified by the
-worker before it accepts the job (required when auth is configured). Anything else is an error, so a
-typo in a backend does not silently fall back to defaults: the request handler rejects the
-job and logs why.
+worker before it accepts the job (required when auth is configured); ``config`` is a session
+config message (docs/session-control.md) that every session of the room starts with.
+Anything else is an error, so a typo in a backend does not silently fall back to defaults:
+the request handler rejects the job and logs why.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from plugins.smart_turn import HybridTurnOptions
+
+from .session_config import ConfigError, SessionConfig, parse_config
 
 MAX_METADATA_BYTES = 16 * 1024
 MAX_INSTRUCTIONS_CHARS = 8000
@@ -35,6 +40,10 @@ class DispatchMetadata:
     instructions: str | None = None
     participant: str | None = None
     token: str | None = field(default=None, repr=False)  # never printed
+    config: dict[str, Any] | None = None
+
+    def session_config(self, base_turn: HybridTurnOptions) -> SessionConfig:
+        return parse_config(self.config or {}, base_turn)
 
     @classmethod
     def parse(cls, raw: str | bytes | None) -> DispatchMetadata:
@@ -48,14 +57,26 @@ class DispatchMetadata:
             raise MetadataError(f"metadata is not valid JSON: {e}") from None
         if not isinstance(data, dict):
             raise MetadataError("metadata must be a JSON object")
-        unknown = sorted(set(data) - {"instructions", "participant", "token"})
+        unknown = sorted(set(data) - {"instructions", "participant", "token", "config"})
         if unknown:
             raise MetadataError(f"unknown metadata field {unknown[0]!r}", field=unknown[0])
         return cls(
             instructions=_optional_str(data, "instructions", MAX_INSTRUCTIONS_CHARS),
             participant=_optional_str(data, "participant", 256),
             token=_optional_str(data, "token", 8192),
+            config=_config(data.get("config")),
         )
+
+
+def _config(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        # checked here, in the request handler, so a bad config refuses the job
+        parse_config(value if isinstance(value, dict) else "not an object", HybridTurnOptions())
+    except ConfigError as e:
+        raise MetadataError(f"config: {e.message}", field=f"config.{e.field or ''}") from None
+    return dict(value)
 
 
 def _optional_str(data: dict[str, Any], key: str, limit: int) -> str | None:

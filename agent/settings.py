@@ -81,6 +81,13 @@ class Settings:
         "Job processes kept warm (models loaded) ahead of jobs.",
         group="Worker",
     )
+    preload_models: bool = setting(
+        True,
+        "PRELOAD_MODELS",
+        "Load every model when a job process is warmed. false: load on first use, so a "
+        "worker that serves only text (audio=false) rooms never loads an audio model.",
+        group="Worker",
+    )
     drain_timeout_s: int = setting(
         300,
         "DRAIN_TIMEOUT_S",

@@ -28,6 +28,7 @@ from .voice_manager import SessionIO, VoiceManager
 
 SAMPLE_QUESTION = Path(__file__).parent / "data" / "sample_question.wav"
 USER_IDENTITY = "simulated-user"
+SAMPLE_QUESTION_TEXT = "Hello, can you tell me a short story about a friendly robot?"
 SIMULATE_SEED = 42
 
 
@@ -55,11 +56,14 @@ async def simulate(
     output_wav: Path,
     config: SessionConfig | None = None,
     engines: Engines | None = None,
+    text: str | None = None,
 ) -> dict[str, Any]:
     """Run one voice turn through a room-less VoiceManager and report what happened."""
     if settings.llm_seed < 0:
         # a fixed seed makes the demo reproducible: the same question, the same reply
         settings = dataclasses.replace(settings, llm_seed=SIMULATE_SEED)
+    if config is not None and config.audio is False:
+        return await simulate_text(settings, text or SAMPLE_QUESTION_TEXT, config, engines)
     engines = engines or Engines.load(settings)
     manager = VoiceManager(engines, instructions=settings.instructions)
     mic = PacedAudioInput()
@@ -92,5 +96,31 @@ async def simulate(
         "tts_cache": ("hit" if lookups[0].hit else "miss") if lookups else "off",
         "output_seconds": round(pcm.size / rate, 3),
         "output_wav": str(output_wav),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+async def simulate_text(
+    settings: Settings, text: str, config: SessionConfig, engines: Engines | None = None
+) -> dict[str, Any]:
+    """``audio: false``: one typed turn through the same VoiceManager, and proof that no
+    audio engine was created (``engines_loaded``)."""
+    engines = engines or Engines(settings)  # lazy: only what the session touches
+    manager = VoiceManager(engines, instructions=settings.instructions)
+    probe = TurnProbe()
+    attached = await manager.attach(USER_IDENTITY, config=config)
+    probe.watch(attached.session)
+    started = time.perf_counter()
+    try:
+        reply = await manager.reply_to_text(USER_IDENTITY, text)
+    finally:
+        await manager.aclose()
+    return {
+        "mode": "text",
+        "input_text": text,
+        "reply": reply,
+        **{k: round(v, 1) for k, v in probe.first_latencies().items()},
+        "reply_ms": round((time.perf_counter() - started) * 1000, 1),
+        "engines_loaded": sorted(engines.loaded()),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

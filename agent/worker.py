@@ -21,10 +21,12 @@ from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess
 
 from . import logs
 from .admission import Admission, SessionLease, build_limiter, job_tenant
+from .control import ControlChannel
 from .dispatch import DispatchMetadata
-from .engines import Engines
+from .engines import Engines, turn_options
 from .log import logger
 from .settings import Settings
+from .transport import RoomTransport
 from .voice_manager import VoiceManager
 
 # the exit status of ``start`` when the worker gave up connecting to LiveKit: EX_TEMPFAIL,
@@ -34,9 +36,12 @@ CONSOLE_IDENTITY = "console-user"
 
 
 def setup(settings: Settings, proc: JobProcess) -> None:
-    """Job-process warm-up: load every model once, before the process takes a job."""
+    """Job-process warm-up: load every model once, before the process takes a job
+    (``PRELOAD_MODELS=false``: on first use, for workers that serve text rooms only)."""
     logs.install_context_factory(settings.log_transcripts)
-    proc.userdata["engines"] = Engines.load(settings)
+    proc.userdata["engines"] = (
+        Engines.load(settings) if settings.preload_models else Engines(settings)
+    )
     logger.info("engines loaded", extra={"pid": proc.pid})
 
 
@@ -89,15 +94,25 @@ async def entrypoint(ctx: JobContext) -> None:
         ctx.add_shutdown_callback(manager.aclose)
         await manager.attach(CONSOLE_IDENTITY)
         return
-    await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
+    room_config = meta.session_config(turn_options(engines.settings))
+    audio = room_config.audio is not False
+    # a text/relay room subscribes to no audio at all
+    await ctx.connect(
+        auto_subscribe=AutoSubscribe.AUDIO_ONLY if audio else AutoSubscribe.SUBSCRIBE_NONE
+    )
     manager = VoiceManager(
         engines,
         instructions=meta.instructions or engines.settings.instructions,
+        config=room_config,
         room=ctx.room,
         only_participant=meta.participant,
     )
+    control = ControlChannel(manager, RoomTransport(ctx.room), turn_options(engines.settings))
+    ctx.add_shutdown_callback(control.aclose)
     ctx.add_shutdown_callback(manager.aclose)
-    manager.bind_room()
+    control.bind(ctx.room)
+    if audio:
+        manager.bind_room()
 
 
 def build_server(settings: Settings) -> AgentServer:

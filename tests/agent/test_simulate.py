@@ -84,3 +84,14 @@ def test_simulate_rejects_a_bad_config(tmp_path: Path, cache_dir: Path) -> None:
         "message": "unknown field tts.sped",
         "field": "tts.sped",
     }
+
+
+def test_simulate_text_mode_loads_no_audio_engine(tmp_path: Path, cache_dir: Path) -> None:
+    code, stdout, stderr = run_simulate(
+        tmp_path, cache_dir, "--config", '{"audio": false}', "--text", "What is two plus two?"
+    )
+    assert code == 0, stderr[-2000:]
+    result = json.loads(stdout)
+    assert result["mode"] == "text" and result["reply"]
+    assert result["engines_loaded"] == ["llm"]
+    assert result["llm_ttft_ms"] > 0
