@@ -15,13 +15,16 @@ from livekit.plugins import silero
 
 from cache.store import ClipStore
 from cache.tts import CachedTTS
+from plugins.espeak import EspeakTTS
 from plugins.llama import LlamaLLM, openai_compatible
 from plugins.noise import create as create_noise_filter
 from plugins.piper import PiperTTS
 from plugins.smart_turn import HybridTurnOptions, SmartTurnDetector, SmartTurnModel
 from plugins.whisper import WhisperSTT
 
-from .metrics import INFERENCE_QUEUED
+from .log import logger
+from .metrics import FALLBACKS, INFERENCE_QUEUED
+from .resilience import CircuitBreaker, ResilientLLM
 from .session_config import SessionConfig
 from .settings import Settings
 from .swappable import SwappableTTS, SwitchableNoiseFilter
@@ -72,6 +75,24 @@ def cached(inner: PiperTTS, store: ClipStore | None) -> tts.TTS:
 _UNSET: Any = object()
 
 
+def _count_tts_fallback(ev: Any) -> None:
+    if not ev.available:
+        FALLBACKS.labels("tts", "engine_failed").inc()
+        logger.warning("TTS fallback: the next voice takes over", extra={"failed": ev.tts.label})
+
+
+def clip_cache_of(voice: Any) -> CachedTTS | None:
+    """The CachedTTS inside a session's voice slot / fallback chain, if any."""
+    while voice is not None and not isinstance(voice, CachedTTS):
+        if isinstance(voice, SwappableTTS):
+            voice = voice.inner
+        elif isinstance(voice, tts.FallbackAdapter):
+            voice = voice._tts_instances[0]
+        else:
+            return None
+    return voice
+
+
 class Engines:
     """The models of this process, shared by every session of it.
 
@@ -94,6 +115,8 @@ class Engines:
         self._stt, self._piper, self._llm, self._turn_model = stt, piper, llm, turn_model
         self.clip_store = open_clip_store(settings) if clip_store is _UNSET else clip_store
         self._tts: tts.TTS | None = None
+        self._espeak_tts: EspeakTTS | None = None
+        self._espeak_missing = False
         self._prewarm_task: asyncio.Task[int] | None = None
         self._queue_task: asyncio.Task[None] | None = None
 
@@ -146,15 +169,42 @@ class Engines:
         return self._tts
 
     def voice(self, speed: float | None) -> tts.TTS:
-        """The voice at ``speed`` (None: the configured one), behind the clip cache."""
-        if speed is None:
-            return self.tts
-        return cached(self.piper.with_speed(speed), self.clip_store)
+        """The voice at ``speed`` (None: the configured one), behind the clip cache, with
+        espeak-ng behind it when the voice fails (one chain per session: the adapter keeps
+        per-instance availability)."""
+        primary = (
+            self.tts if speed is None else cached(self.piper.with_speed(speed), self.clip_store)
+        )
+        fallback = self._espeak()
+        if fallback is None:
+            return primary
+        chain = tts.FallbackAdapter([primary, fallback], sample_rate=primary.sample_rate)
+        chain.on("tts_availability_changed", _count_tts_fallback)
+        return chain
+
+    def _espeak(self) -> EspeakTTS | None:
+        if self._espeak_tts is None and not self._espeak_missing:
+            try:
+                self._espeak_tts = EspeakTTS(sample_rate=self.piper.sample_rate)
+            except RuntimeError as e:  # no espeak-ng binary: no fallback voice, say so once
+                logger.warning("no fallback voice", extra={"error": str(e)})
+                self._espeak_missing = True
+        return self._espeak_tts
 
     @property
     def llm(self) -> llm.LLM:
+        """The LLM behind a first-token timeout and a circuit breaker shared by every session
+        of the process (it protects the endpoint, not one conversation)."""
         if self._llm is None:
-            self._llm = build_llm(self.settings)
+            s = self.settings
+            self._llm = ResilientLLM(
+                build_llm(s),
+                first_token_timeout_s=s.llm_timeout_s,
+                breaker=CircuitBreaker(
+                    failures=s.llm_breaker_failures, reset_after_s=s.llm_breaker_reset_s
+                ),
+                apology=s.llm_apology,
+            )
         return self._llm
 
     @property

@@ -219,6 +219,25 @@ class Settings:
         "Time allowed for the LLM endpoint to start answering.",
         group="LLM",
     )
+    llm_breaker_failures: int = setting(
+        3,
+        "LLM_BREAKER_FAILURES",
+        "Consecutive LLM failures (errors or timeouts) that open the circuit breaker.",
+        group="LLM",
+    )
+    llm_breaker_reset_s: float = setting(
+        30.0,
+        "LLM_BREAKER_RESET_S",
+        "While open, the LLM endpoint is not called; after this long one trial request is.",
+        group="LLM",
+    )
+    llm_apology: str = setting(
+        "Sorry, I'm having trouble answering right now. Please try again in a moment.",
+        "LLM_APOLOGY",
+        "What the agent says when the LLM fails or the breaker is open (prewarmed in the "
+        "clip cache).",
+        group="LLM",
+    )
     # --- turn taking ---------------------------------------------------------------------
     noise_filter: NoiseFilterName = setting(
         "off",
@@ -373,8 +392,8 @@ class Settings:
             raise SettingsError("LLM_MODEL is required when LLM_BASE_URL is set")
 
     def prewarm_phrases(self) -> list[str]:
-        """CACHE_PREWARM and the lines of CACHE_PREWARM_FILE, blanks dropped."""
-        phrases = [p.strip() for p in self.cache_prewarm.split("|")]
+        """The apology, CACHE_PREWARM and the lines of CACHE_PREWARM_FILE, blanks dropped."""
+        phrases = [self.llm_apology] + [p.strip() for p in self.cache_prewarm.split("|")]
         if self.cache_prewarm_file:
             try:
                 text = Path(self.cache_prewarm_file).read_text(encoding="utf-8")

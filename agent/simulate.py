@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from cache.tts import CachedTTS
 from plugins._common.audio import resample, to_mono
 
-from .engines import Engines
+from .engines import Engines, clip_cache_of
 from .probe import TurnProbe
 from .session_config import SessionConfig
 from .settings import Settings
@@ -81,8 +80,8 @@ async def simulate(
         await asyncio.sleep(0.2)
     finally:
         await manager.aclose()
-    voice = attached.session.tts
-    lookups = list(voice.lookups) if isinstance(voice, CachedTTS) else []
+    voice = clip_cache_of(attached.session.tts)
+    lookups = list(voice.lookups) if voice is not None else []
     pcm, rate = speaker.pcm()
     write_wav(output_wav, pcm, rate)
     return {

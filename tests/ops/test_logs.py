@@ -72,7 +72,7 @@ async def test_session_logs_are_json_with_context_and_no_secrets(
             assert r.get(key) == {"room": "room-7", "job_id": "AJ_test", "tenant": "acme"}[key], r
     session = [r for r in records if r.get("participant")]
     assert any(r["logger"].startswith("livekit") for r in session)  # LiveKit's own records
-    assert any(r["event"] == "voice session attached" for r in session)
+    assert any(r["event"] == "session attached" for r in session)
     text = captured.getvalue()
     assert SECRET not in text
     assert "eyJ" not in text  # no JWT, in a field or in a message
