@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from livekit.agents import AgentSession, llm, tts
+from livekit.agents import AgentSession, llm, tokenize, tts
 from livekit.plugins import silero
 
 from cache.store import ClipStore
 from cache.tts import CachedTTS
+from plugins._common.first_chunk import EarlyFirstChunkTokenizer
 from plugins.espeak import EspeakTTS
 from plugins.llama import LlamaLLM, openai_compatible
 from plugins.noise import create as create_noise_filter
@@ -28,6 +29,7 @@ from .resilience import CircuitBreaker, ResilientLLM
 from .session_config import SessionConfig
 from .settings import Settings
 from .swappable import SwappableTTS, SwitchableNoiseFilter
+from .voice_agent import BackchannelRule
 
 # livekit-agents' default (0.5 s) makes barge-in wait half a second of speech; a third of a
 # second still ignores coughs and clicks, which the VAD's own minimum already drops.
@@ -68,8 +70,18 @@ def open_clip_store(settings: Settings) -> ClipStore | None:
     return ClipStore(settings.cache_path / "clips", max_bytes=settings.cache_max_bytes)
 
 
-def cached(inner: PiperTTS, store: ClipStore | None) -> tts.TTS:
-    return inner if store is None else CachedTTS(inner, store)
+def sentence_tokenizer(settings: Settings) -> tokenize.SentenceTokenizer:
+    """Sentences for the voice; the first chunk of a reply may go after a few words."""
+    base = tokenize.blingfire.SentenceTokenizer()
+    if settings.tts_first_chunk_words <= 0:
+        return base
+    return EarlyFirstChunkTokenizer(base, min_words=1, max_words=settings.tts_first_chunk_words)
+
+
+def cached(
+    inner: PiperTTS, store: ClipStore | None, tokenizer: tokenize.SentenceTokenizer | None = None
+) -> tts.TTS:
+    return inner if store is None else CachedTTS(inner, store, sentence_tokenizer=tokenizer)
 
 
 _UNSET: Any = object()
@@ -157,6 +169,7 @@ class Engines:
             self._piper = PiperTTS(
                 model_path=s.tts_voice or None,
                 speed=s.tts_speed,
+                sentence_tokenizer=sentence_tokenizer(s),
                 use_cuda="auto" if s.tts_device == "auto" else s.tts_device == "cuda",
             )
         return self._piper
@@ -165,7 +178,7 @@ class Engines:
     def tts(self) -> tts.TTS:
         """The shared voice behind the clip cache."""
         if self._tts is None:
-            self._tts = cached(self.piper, self.clip_store)
+            self._tts = cached(self.piper, self.clip_store, sentence_tokenizer(self.settings))
         return self._tts
 
     def voice(self, speed: float | None) -> tts.TTS:
@@ -263,11 +276,21 @@ class Engines:
             turn_handling={
                 "turn_detection": SmartTurnDetector(self.turn_model, options=turn),
                 "endpointing": turn.endpointing(),  # type: ignore[typeddict-item]
-                "interruption": {"mode": "vad", "min_duration": BARGE_IN_MIN_SPEECH_S},
+                "interruption": {
+                    "mode": "vad",
+                    "min_duration": BARGE_IN_MIN_SPEECH_S,
+                    # pause on user speech, resume when it was no real turn (a backchannel)
+                    "resume_false_interruption": True,
+                    "false_interruption_timeout": self.settings.false_interruption_timeout_s,
+                },
             },
             aec_warmup_duration=self.settings.aec_warmup_s or None,
             session_close_transcript_timeout=0,
         )
+
+    def backchannels(self) -> BackchannelRule | None:
+        phrases = [p.strip() for p in self.settings.backchannel_words.split(",") if p.strip()]
+        return BackchannelRule(phrases) if phrases else None
 
     def text_session(self) -> AgentSession[Any]:
         """A text-only session (``audio=false``): the LLM and nothing else."""

@@ -73,6 +73,9 @@ PROVIDER_ERRORS = Counter(
 FALLBACKS = Counter(
     "voice_fallbacks", "Fallbacks taken (apology, fallback TTS, breaker open)", ["stage", "kind"]
 )
+BACKCHANNELS_IGNORED = Counter(
+    "voice_backchannels_ignored", "User backchannels that did not take the turn from the agent"
+)
 ACTIVE_SESSIONS = Gauge(
     "voice_active_sessions", "Voice sessions attached now", multiprocess_mode="livesum"
 )

@@ -188,6 +188,13 @@ class Settings:
     tts_speed: float = setting(
         1.0, "TTS_SPEED", "Speaking rate (1.0 = the voice's own).", group="Text-to-speech"
     )
+    tts_first_chunk_words: int = setting(
+        6,
+        "TTS_FIRST_CHUNK_WORDS",
+        "The first chunk of a reply goes to TTS at its first clause break or after this many "
+        "words, instead of waiting for a full sentence. 0: whole sentences only.",
+        group="Text-to-speech",
+    )
     tts_device: DeviceName = setting(
         "auto", "TTS_DEVICE", "auto, cuda or cpu (onnxruntime provider).", group="Text-to-speech"
     )
@@ -263,6 +270,37 @@ class Settings:
     )
     turn_min_speech_s: float = setting(
         0.25, "TURN_MIN_SPEECH_S", "Shortest sound that counts as speech.", group="Turn taking"
+    )
+    backchannel_words: str = setting(
+        ",".join(
+            [
+                "yeah",
+                "yes",
+                "yep",
+                "uh-huh",
+                "mm-hmm",
+                "mhm",
+                "hmm",
+                "okay",
+                "ok",
+                "right",
+                "sure",
+                "got it",
+                "i see",
+                "alright",
+            ]
+        ),
+        "BACKCHANNEL_WORDS",
+        "Comma-separated phrases that, said alone while the agent speaks, do not take the "
+        "turn (the agent pauses and resumes). Empty: every utterance interrupts.",
+        group="Turn taking",
+    )
+    false_interruption_timeout_s: float = setting(
+        1.0,
+        "FALSE_INTERRUPTION_TIMEOUT_S",
+        "After user speech pauses the agent, silence without a real user turn for this long "
+        "resumes the agent's reply.",
+        group="Turn taking",
     )
     aec_warmup_s: float = setting(
         3.0,

@@ -77,24 +77,37 @@ class PlayoutSegment:
     frames: list[rtc.AudioFrame] = field(default_factory=list)
     duration: float = 0.0
     interrupted_at: float | None = None
+    paused_at: list[float] = field(default_factory=list)
+    resumed_at: list[float] = field(default_factory=list)
+    paused_for: float = 0.0
+
+    @property
+    def stopped_at(self) -> float | None:
+        """When the listener stopped hearing the agent: first pause or the interruption."""
+        times = [*self.paused_at[:1], *([self.interrupted_at] if self.interrupted_at else [])]
+        return min(times) if times else None
 
 
 class RecordingAudioOutput(AudioOutput):
     """Collects the agent's audio, plays it out in simulated real time (so interruptions
-    land mid-sentence as they would in a room) and timestamps every segment."""
+    land mid-sentence as they would in a room) and timestamps every segment. It can pause
+    and resume like RoomIO's output, which is what lets the session resume its reply after
+    a false interruption (a backchannel)."""
 
     def __init__(
         self, *, sample_rate: int | None = None, clock: Callable[[], float] = time.time
     ) -> None:
         super().__init__(
             label="RecordingAudioOutput",
-            capabilities=AudioOutputCapabilities(pause=False),
+            capabilities=AudioOutputCapabilities(pause=True),
             sample_rate=sample_rate,
         )
         self._clock = clock
         self.segments: list[PlayoutSegment] = []
         self._current: PlayoutSegment | None = None
         self._finish: asyncio.TimerHandle | None = None
+        self._flushed: PlayoutSegment | None = None
+        self._paused_since: float | None = None
         self.first_frame = asyncio.Event()
         self._segment_started = asyncio.Event()
 
@@ -121,29 +134,66 @@ class RecordingAudioOutput(AudioOutput):
         if seg is None:
             return
         self._current = None
-        remaining = max(0.0, seg.duration - (self._clock() - seg.started_at))
+        self._flushed = seg
+        if self._paused_since is None:
+            self._schedule_finish(seg)
+
+    def _played(self, seg: PlayoutSegment) -> float:
+        paused = seg.paused_for
+        if self._paused_since is not None:
+            paused += self._clock() - self._paused_since
+        return max(0.0, self._clock() - seg.started_at - paused)
+
+    def _schedule_finish(self, seg: PlayoutSegment) -> None:
+        remaining = max(0.0, seg.duration - self._played(seg))
 
         def finished() -> None:
             self._finish = None
+            self._flushed = None
             self.on_playback_finished(playback_position=seg.duration, interrupted=False)
 
         self._finish = asyncio.get_running_loop().call_later(remaining, finished)
+
+    def pause(self) -> None:
+        super().pause()
+        seg = self.segments[-1] if self.segments else None
+        if seg is None or self._paused_since is not None:
+            return
+        self._paused_since = self._clock()
+        seg.paused_at.append(self._paused_since)
+        if self._finish is not None:
+            self._finish.cancel()
+            self._finish = None
+
+    def resume(self) -> None:
+        super().resume()
+        seg = self.segments[-1] if self.segments else None
+        if seg is None or self._paused_since is None:
+            return
+        now = self._clock()
+        seg.paused_for += now - self._paused_since
+        seg.resumed_at.append(now)
+        self._paused_since = None
+        if self._flushed is seg:
+            self._schedule_finish(seg)
 
     def clear_buffer(self) -> None:
         seg = self.segments[-1] if self.segments else None
         if self._finish is not None:
             self._finish.cancel()
             self._finish = None
-        elif self._current is None:
+        elif self._current is None and self._flushed is None:
             return
         self._current = None
+        self._flushed = None
         if seg is None:
             return
-        now = self._clock()
-        seg.interrupted_at = now
-        self.on_playback_finished(
-            playback_position=min(seg.duration, now - seg.started_at), interrupted=True
-        )
+        position = min(seg.duration, self._played(seg))
+        if self._paused_since is not None:
+            seg.paused_for += self._clock() - self._paused_since
+            self._paused_since = None
+        seg.interrupted_at = self._clock()
+        self.on_playback_finished(playback_position=position, interrupted=True)
 
     def pcm(self) -> tuple[npt.NDArray[np.int16], int]:
         """All captured audio as one mono int16 array and its sample rate."""

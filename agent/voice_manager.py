@@ -35,6 +35,7 @@ from .log import logger
 from .metrics import ACTIVE_SESSIONS, SESSIONS_ENDED, SESSIONS_STARTED, SessionMetrics
 from .session_config import SessionConfig
 from .swappable import SwappableTTS, SwitchableNoiseFilter
+from .voice_agent import VoiceAgent
 
 
 @dataclass
@@ -101,8 +102,11 @@ class VoiceManager(utils.EventEmitter[str]):
         self._config = config or SessionConfig()
         self._room = room
         self._only = only_participant
+        backchannels = engines.backchannels()
         self._agent_factory = agent_factory or (
-            lambda instructions, chat_ctx: Agent(instructions=instructions, chat_ctx=chat_ctx)
+            lambda instructions, chat_ctx: VoiceAgent(
+                instructions=instructions, chat_ctx=chat_ctx, backchannels=backchannels
+            )
         )
         self._sessions: dict[str, ParticipantSession] = {}
         self._pending: dict[str, asyncio.Task[ParticipantSession | None]] = {}

@@ -108,12 +108,13 @@ async def test_barge_in_stops_agent_audio(engines) -> None:
     seg = caller.speaker.segments[0]
     assert handle.interrupted
     assert seg.interrupted_at is not None, "the agent kept talking over the user"
-    barge_in_ms = (seg.interrupted_at - caller.mic.speech_started_at[-1]) * 1000
+    assert seg.stopped_at is not None
+    barge_in_ms = (seg.stopped_at - caller.mic.speech_started_at[-1]) * 1000
     print(f"barge-in: agent audio stopped {barge_in_ms:.0f} ms after the user started")
     # the VAD needs BARGE_IN_MIN_SPEECH_S of speech before it may interrupt; allow it plus
     # the VAD's own frames and a loaded 2-core machine
     assert 0 < barge_in_ms < 1500
-    assert seg.duration > seg.interrupted_at - seg.started_at  # audio was cut, not finished
+    assert seg.duration > seg.stopped_at - seg.started_at  # audio was cut, not finished
 
 
 async def test_two_participants_each_get_their_own_replies(engines) -> None:
@@ -149,3 +150,33 @@ async def test_two_participants_each_get_their_own_replies(engines) -> None:
     assert not any("france" in t.lower() for t in bob.probe.transcripts)
     assert len(alice.speaker.segments) == 1 and len(bob.speaker.segments) == 2
     assert alice.attached.closed.is_set()
+
+
+async def test_a_backchannel_does_not_take_the_turn(engines) -> None:
+    manager = VoiceManager(engines, instructions=INSTRUCTIONS)
+    try:
+        caller = await Caller.join(manager, "alice")
+        await caller.mic.play_silence(0.3)
+        text = (
+            "Our opening hours are from nine in the morning until six in the evening on "
+            "weekdays, and from ten until four on Saturdays. On Sundays and public holidays "
+            "the shop stays closed, but the online store takes orders at any time."
+        )
+        handle = caller.attached.session.say(text)
+        await asyncio.wait_for(caller.speaker.first_frame.wait(), timeout=30)
+        await caller.mic.play_silence(engines.settings.aec_warmup_s + 0.5)
+        await caller.mic.play(trim_silence(speak("Yeah.", rate=16000)), 16000)
+        tail = asyncio.create_task(caller.mic.play_silence(40.0))
+        await asyncio.wait_for(handle.wait_for_playout(), timeout=60)
+        tail.cancel()
+        users = [
+            i for i in caller.attached.session.history.items if getattr(i, "role", None) == "user"
+        ]
+    finally:
+        await manager.aclose()
+    seg = caller.speaker.segments[0]
+    assert not handle.interrupted, "a backchannel took the turn"
+    assert seg.interrupted_at is None
+    assert not users  # no user turn was committed
+    # the VAD paused the agent (barge-in stays fast) and the reply resumed
+    assert seg.paused_at and seg.resumed_at, (seg.paused_at, seg.resumed_at)

@@ -1,0 +1,89 @@
+"""The Agent the VoiceManager runs: livekit's Agent plus a local backchannel rule.
+
+While the agent is speaking, a user "yeah", "uh-huh" or "okay" is listening, not taking the
+turn. The VAD still pauses the agent's audio at once (that keeps barge-in fast); this agent
+then drops transcripts made only of backchannel words while a reply is in progress, so no
+user turn is committed, and livekit-agents treats the pause as a false interruption and
+resumes the reply after ``false_interruption_timeout``. A real interruption ("wait, stop")
+has other words and goes through.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+
+from livekit import rtc
+from livekit.agents import Agent, llm, stt
+from livekit.agents.voice import ModelSettings
+
+from .log import logger
+from .metrics import BACKCHANNELS_IGNORED
+
+DEFAULT_BACKCHANNELS = (
+    "yeah",
+    "yes",
+    "yep",
+    "yup",
+    "uh-huh",
+    "uh huh",
+    "mm-hmm",
+    "mhm",
+    "mm",
+    "hmm",
+    "okay",
+    "ok",
+    "right",
+    "sure",
+    "got it",
+    "i see",
+    "alright",
+    "cool",
+)
+_WORDS = re.compile(r"[a-z]+(?:-[a-z]+)?")
+
+
+class BackchannelRule:
+    def __init__(self, phrases: Iterable[str] = DEFAULT_BACKCHANNELS) -> None:
+        self._words: set[str] = set()
+        for phrase in phrases:
+            self._words.update(_WORDS.findall(phrase.lower()))
+
+    def is_backchannel(self, text: str) -> bool:
+        """Only backchannel words (and at least one word)."""
+        words = _WORDS.findall(text.lower())
+        return bool(words) and len(words) <= 4 and all(w in self._words for w in words)
+
+
+class VoiceAgent(Agent):
+    def __init__(
+        self,
+        *,
+        instructions: str,
+        chat_ctx: llm.ChatContext | None = None,
+        backchannels: BackchannelRule | None = None,
+    ) -> None:
+        super().__init__(instructions=instructions, chat_ctx=chat_ctx)
+        self._backchannels = backchannels
+
+    def _agent_is_replying(self) -> bool:
+        speech = self.session.current_speech
+        return speech is not None and not speech.done()
+
+    async def stt_node(
+        self, audio: AsyncIterable[rtc.AudioFrame], model_settings: ModelSettings
+    ) -> AsyncIterator[stt.SpeechEvent]:
+        async for ev in Agent.default.stt_node(self, audio, model_settings):
+            if (
+                self._backchannels is not None
+                and ev.type
+                in (stt.SpeechEventType.INTERIM_TRANSCRIPT, stt.SpeechEventType.FINAL_TRANSCRIPT)
+                and ev.alternatives
+                and self._backchannels.is_backchannel(ev.alternatives[0].text)
+                and self._agent_is_replying()
+            ):
+                if ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT:
+                    BACKCHANNELS_IGNORED.inc()
+                    logger.debug("backchannel ignored while the agent speaks")
+                continue
+            yield ev
