@@ -129,6 +129,7 @@ class Engines:
         self._tts: tts.TTS | None = None
         self._espeak_tts: EspeakTTS | None = None
         self._espeak_missing = False
+        self._created: set[str] = set()  # per-session models made so far: "vad", "noise"
         self._prewarm_task: asyncio.Task[int] | None = None
         self._queue_task: asyncio.Task[None] | None = None
 
@@ -259,6 +260,7 @@ class Engines:
 
     def noise_filter(self, name: str | None = None) -> SwitchableNoiseFilter:
         """A fresh filter slot for one session (filters keep per-stream state)."""
+        self._created.add("noise")
         return SwitchableNoiseFilter(create_noise_filter, name or self.settings.noise_filter)
 
     def session(self, config: SessionConfig | None = None) -> AgentSession[Any]:
@@ -268,6 +270,7 @@ class Engines:
         change live; the TTS is a slot a config message can swap."""
         config = config or SessionConfig()
         turn = config.turn or turn_options(self.settings)
+        self._created.add("vad")
         return AgentSession(
             vad=silero.VAD.load(**turn.vad_options()),
             stt=self.stt,

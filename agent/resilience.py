@@ -191,10 +191,7 @@ class ResilientLLMStream(llm.LLMStream):
             return
         except Exception as e:
             breaker.record_failure()
-            if started:  # part of the reply was said: end it there, do not apologize on top
-                FALLBACKS.labels("llm", "cut_short").inc()
-                logger.warning("LLM stream failed midway", extra={"error": type(e).__name__})
-                return
-            self._fallback("error", e)
+            # mid-reply too: what was said stays said, and the user hears why it stopped
+            self._fallback("cut_short" if started else "error", e)
             return
         breaker.record_success()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import resource
 import time
 import wave
 from pathlib import Path
@@ -29,6 +30,11 @@ SAMPLE_QUESTION = Path(__file__).parent / "data" / "sample_question.wav"
 USER_IDENTITY = "simulated-user"
 SAMPLE_QUESTION_TEXT = "Hello, can you tell me a short story about a friendly robot?"
 SIMULATE_SEED = 42
+
+
+def max_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def read_wav_16k(path: Path) -> np.ndarray:
@@ -95,6 +101,7 @@ async def simulate(
         "tts_cache": ("hit" if lookups[0].hit else "miss") if lookups else "off",
         "output_seconds": round(pcm.size / rate, 3),
         "output_wav": str(output_wav),
+        "max_rss_mb": max_rss_mb(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 
@@ -121,5 +128,6 @@ async def simulate_text(
         **{k: round(v, 1) for k, v in probe.first_latencies().items()},
         "reply_ms": round((time.perf_counter() - started) * 1000, 1),
         "engines_loaded": sorted(engines.loaded()),
+        "max_rss_mb": max_rss_mb(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

@@ -77,6 +77,8 @@ async def test_bad_messages_get_structured_errors_and_change_nothing(
             '{"audio": "no"}': "invalid_type",
             '{"voice": "x"}': "unknown_field",
             '{"llm": {"instructions": 5}}': "invalid_type",
+            '{"tts": {"speed": 9}}': "invalid_value",
+            '{"turn": {"threshold": -1}}': "invalid_value",
             "{" + '"a": 1, ' * 5000 + '"b": 2}': "too_large",
         }
         for raw, code in bad_configs.items():
@@ -97,6 +99,8 @@ async def test_bad_messages_get_structured_errors_and_change_nothing(
         assert not transport.on(RELAY_TOPIC)
         errors = transport.on(EVENTS_TOPIC)
         assert all(set(e.body) == {"type", "code", "message", "field"} for e in errors[1:])
+        # and the session still works
+        assert await control.on_chat("bob", "Say hello.")
     finally:
         await manager.aclose()
 
@@ -124,7 +128,12 @@ async def test_live_config_and_switching_audio_off_and_on(engines: Engines) -> N
                     "noise_filter": "rnnoise",
                     "tts": {"speed": 1.2},
                     "llm": {"instructions": "You are a pirate. Answer in one sentence."},
-                    "turn": {"threshold": 0.7, "silence_timeout": 1.5},
+                    "turn": {
+                        "threshold": 0.7,
+                        "silence_timeout": 1.5,
+                        "decision_pause": 0.4,
+                        "min_speech": 0.2,
+                    },
                 }
             ),
         )
@@ -134,6 +143,9 @@ async def test_live_config_and_switching_audio_off_and_on(engines: Engines) -> N
         assert entry.session.tts.inner is not first_voice  # the faster voice
         assert "pirate" in entry.agent.instructions
         assert entry.session.turn_detection.options.threshold == 0.7
+        assert entry.session.options.endpointing["max_delay"] == 1.5
+        vad_opts = entry.session.vad._opts
+        assert (vad_opts.min_silence_duration, vad_opts.min_speech_duration) == (0.4, 0.2)
         await control.on_config("alice", '{"noise_filter": "off"}')
         await say("What is the capital of France?", 1)
 

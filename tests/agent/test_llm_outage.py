@@ -1,0 +1,125 @@
+"""A real LLM server process killed in the middle of a reply, then restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from livekit.agents import llm
+
+from agent.engines import Engines
+from agent.resilience import APOLOGY, ResilientLLM
+from agent.settings import Settings
+from agent.voice_manager import VoiceManager
+from plugins._common.assets import resolve
+from plugins.llama import SMOLLM2_135M, openai_compatible
+
+
+def start_server(model: Path, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--model_alias",
+            "m",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc
+        except OSError:
+            assert proc.poll() is None, "llama_cpp.server exited at start"
+            time.sleep(0.2)
+    raise TimeoutError("llama_cpp.server did not start")
+
+
+class FirstTokenSignal(llm.LLM):
+    """Passes a real LLM through and tells the test when its first token arrived."""
+
+    def __init__(self, inner: llm.LLM) -> None:
+        super().__init__()
+        self.inner = inner
+        self.first_token = asyncio.Event()
+
+    def chat(self, **kwargs: Any) -> Any:
+        stream = self.inner.chat(**kwargs)
+        signal_ = self.first_token
+
+        class Observed:
+            async def __aenter__(self) -> Observed:
+                await stream.__aenter__()
+                return self
+
+            async def __aexit__(self, *exc: Any) -> None:
+                await stream.__aexit__(*exc)
+
+            def __aiter__(self) -> Observed:
+                return self
+
+            async def __anext__(self) -> Any:
+                chunk = await stream.__anext__()
+                signal_.set()
+                return chunk
+
+        return Observed()
+
+
+@pytest.mark.slow
+async def test_killed_llm_server_mid_reply_apology_then_recovery(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    model = resolve(SMOLLM2_135M, cache_dir)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = await asyncio.to_thread(start_server, model, port)
+    observed = FirstTokenSignal(
+        openai_compatible(base_url=f"http://127.0.0.1:{port}/v1", model="m", timeout_s=5.0)
+    )
+    resilient = ResilientLLM(observed, first_token_timeout_s=5.0)
+    engines = Engines(Settings(cache_path=tmp_path), llm=resilient, clip_store=None)
+    manager = VoiceManager(engines, instructions="You are a helpful assistant.")
+    try:
+        reply_task = asyncio.create_task(
+            manager.reply_to_text(
+                "bob", "Count from one to two hundred, writing every number as a word."
+            )
+        )
+        await asyncio.wait_for(observed.first_token.wait(), 60)
+        server.send_signal(signal.SIGKILL)  # the server dies while it is answering
+        server.wait(10)
+        reply = await asyncio.wait_for(reply_task, 60)
+        assert reply.endswith(APOLOGY), reply[-200:]
+        assert len(reply) > len(APOLOGY) + 1  # the part said before the crash stays
+
+        # while it is down, the session still answers (with the apology) and keeps serving
+        assert await manager.reply_to_text("bob", "Are you there?") == APOLOGY
+
+        server = await asyncio.to_thread(start_server, model, port)
+        recovered = await manager.reply_to_text("bob", "What is the capital of France?")
+        assert recovered and APOLOGY not in recovered
+    finally:
+        await manager.aclose()
+        if server.poll() is None:
+            server.terminate()
+            server.wait(10)
