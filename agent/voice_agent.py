@@ -20,31 +20,11 @@ from livekit.agents.voice import ModelSettings
 from .log import logger
 from .metrics import BACKCHANNELS_IGNORED
 
-DEFAULT_BACKCHANNELS = (
-    "yeah",
-    "yes",
-    "yep",
-    "yup",
-    "uh-huh",
-    "uh huh",
-    "mm-hmm",
-    "mhm",
-    "mm",
-    "hmm",
-    "okay",
-    "ok",
-    "right",
-    "sure",
-    "got it",
-    "i see",
-    "alright",
-    "cool",
-)
 _WORDS = re.compile(r"[a-z]+(?:-[a-z]+)?")
 
 
 class BackchannelRule:
-    def __init__(self, phrases: Iterable[str] = DEFAULT_BACKCHANNELS) -> None:
+    def __init__(self, phrases: Iterable[str]) -> None:
         self._words: set[str] = set()
         for phrase in phrases:
             self._words.update(_WORDS.findall(phrase.lower()))

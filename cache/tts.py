@@ -24,6 +24,8 @@ from typing import Any
 
 from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, tokenize, tts, utils
 
+from plugins._common.sentences import input_sentences
+
 from .clip_file import Clip
 from .errors import CacheWriteError
 from .keys import clip_key, config_hash, normalize_text
@@ -201,24 +203,8 @@ class CachedSynthesizeStream(tts.SynthesizeStream):
             mime_type="audio/pcm",
             stream=True,
         )
-        sentences = self._cached._tokenizer.stream()
-
-        async def forward_input() -> None:
-            async for data in self._input_ch:
-                if isinstance(data, self._FlushSentinel):
-                    sentences.flush()
-                else:
-                    sentences.push_text(data)
-            sentences.end_input()
-
-        input_task = asyncio.create_task(forward_input())
         output_emitter.start_segment(segment_id=request_id)
-        try:
-            async for ev in sentences:
-                self._mark_started()
-                async for pcm in self._cached.sentence_audio(ev.token, self._conn_options):
-                    output_emitter.push(pcm)
-            output_emitter.end_segment()
-        finally:
-            await utils.aio.cancel_and_wait(input_task)
-            await sentences.aclose()
+        async for sentence in input_sentences(self, self._cached._tokenizer):
+            async for pcm in self._cached.sentence_audio(sentence, self._conn_options):
+                output_emitter.push(pcm)
+        output_emitter.end_segment()

@@ -7,7 +7,6 @@ Synthesis runs in a dedicated thread; onnxruntime's CUDA provider is used when p
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import importlib.metadata
@@ -32,6 +31,7 @@ from piper import PiperVoice, SynthesisConfig
 
 from .._common.errors import ModelLoadError
 from .._common.executor import in_executor
+from .._common.sentences import input_sentences
 from .log import logger
 
 
@@ -296,23 +296,7 @@ class PiperSynthesizeStream(tts.SynthesizeStream):
             mime_type="audio/pcm",
             stream=True,
         )
-        sentences = self._piper._sentence_tokenizer.stream()
-
-        async def forward_input() -> None:
-            async for data in self._input_ch:
-                if isinstance(data, self._FlushSentinel):
-                    sentences.flush()
-                else:
-                    sentences.push_text(data)
-            sentences.end_input()
-
-        input_task = asyncio.create_task(forward_input())
         output_emitter.start_segment(segment_id=request_id)
-        try:
-            async for ev in sentences:
-                self._mark_started()
-                output_emitter.push(await self._piper._synthesize(ev.token, self._opts))
-            output_emitter.end_segment()
-        finally:
-            await utils.aio.cancel_and_wait(input_task)
-            await sentences.aclose()
+        async for sentence in input_sentences(self, self._piper._sentence_tokenizer):
+            output_emitter.push(await self._piper._synthesize(sentence, self._opts))
+        output_emitter.end_segment()

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,37 +16,7 @@ from agent.settings import Settings
 from agent.voice_manager import VoiceManager
 from plugins._common.assets import resolve
 from plugins.llama import SMOLLM2_135M, openai_compatible
-
-
-def start_server(model: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model),
-            "--model_alias",
-            "m",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "2048",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc
-        except OSError:
-            assert proc.poll() is None, "llama_cpp.server exited at start"
-            time.sleep(0.2)
-    raise TimeoutError("llama_cpp.server did not start")
+from tests.llm_server import free_port, start_llama_server
 
 
 class FirstTokenSignal(llm.LLM):
@@ -89,10 +55,8 @@ async def test_killed_llm_server_mid_reply_apology_then_recovery(
     cache_dir: Path, tmp_path: Path
 ) -> None:
     model = resolve(SMOLLM2_135M, cache_dir)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = await asyncio.to_thread(start_server, model, port)
+    port = free_port()
+    server = await asyncio.to_thread(start_llama_server, model, port)
     observed = FirstTokenSignal(
         openai_compatible(base_url=f"http://127.0.0.1:{port}/v1", model="m", timeout_s=5.0)
     )
@@ -115,7 +79,7 @@ async def test_killed_llm_server_mid_reply_apology_then_recovery(
         # while it is down, the session still answers (with the apology) and keeps serving
         assert await manager.reply_to_text("bob", "Are you there?") == APOLOGY
 
-        server = await asyncio.to_thread(start_server, model, port)
+        server = await asyncio.to_thread(start_llama_server, model, port)
         recovered = await manager.reply_to_text("bob", "What is the capital of France?")
         assert recovered and APOLOGY not in recovered
     finally:

@@ -1,10 +1,5 @@
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-
 import pytest
 from livekit.agents import llm
 
@@ -38,46 +33,14 @@ async def test_embedded_llama_streams_a_reply(llama_instance) -> None:
     assert "".join(parts).strip()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def llama_server(cache_dir):
     """A real OpenAI-compatible server (llama.cpp's) on loopback, serving the packaged GGUF."""
     from plugins.llama import SMOLLM2_135M
+    from tests.llm_server import free_port, start_llama_server
 
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(resolve(SMOLLM2_135M, cache_dir)),
-            "--model_alias",
-            "smollm2",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "2048",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError as e:
-            if proc.poll() is not None:
-                raise RuntimeError("llama_cpp.server exited at start") from e
-            time.sleep(0.3)
+    port = free_port()
+    proc = start_llama_server(resolve(SMOLLM2_135M, cache_dir), port, alias="smollm2")
     yield f"http://127.0.0.1:{port}/v1"
     proc.terminate()
     proc.wait(timeout=10)
