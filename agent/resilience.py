@@ -163,9 +163,10 @@ class ResilientLLMStream(llm.LLMStream):
         if not breaker.allow():
             self._fallback("circuit_open")
             return
-        # the breaker is the retry policy: the inner call fails fast, once
+        # one quick retry covers a pooled connection that died with a restarted server;
+        # beyond that the breaker is the retry policy (the first-token timeout bounds both)
         inner_opts = APIConnectOptions(
-            max_retry=0, retry_interval=0, timeout=self._owner.first_token_timeout_s
+            max_retry=1, retry_interval=0.2, timeout=self._owner.first_token_timeout_s
         )
         stream = self._owner.inner.chat(
             chat_ctx=self._chat_ctx, tools=self._tools, conn_options=inner_opts, **self._kwargs
