@@ -8,6 +8,7 @@ streams, noise filters) is created per session, never shared.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from typing import Any
 
 from livekit.agents import AgentSession, llm, tokenize, tts
@@ -64,10 +65,16 @@ def build_llm(settings: Settings) -> llm.LLM:
 
 
 def open_clip_store(settings: Settings) -> ClipStore | None:
-    """The clip store under CACHE_PATH/clips, or None when CACHE_MAX_BYTES is 0."""
+    """The clip store under CACHE_PATH/clips, or None when CACHE_MAX_BYTES is 0 or the
+    directory cannot be used (read-only or full volume): the voice then works uncached
+    rather than the worker failing to start."""
     if settings.cache_max_bytes == 0:
         return None
-    return ClipStore(settings.cache_path / "clips", max_bytes=settings.cache_max_bytes)
+    try:
+        return ClipStore(settings.cache_path / "clips", max_bytes=settings.cache_max_bytes)
+    except (OSError, sqlite3.Error) as e:
+        logger.error("clip cache off: CACHE_PATH is not usable", extra={"error": str(e)})
+        return None
 
 
 def sentence_tokenizer(settings: Settings) -> tokenize.SentenceTokenizer:
