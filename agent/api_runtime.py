@@ -13,10 +13,9 @@ from typing import Any
 from aiohttp import web
 
 from auth.tokens import TokenVerifier
-from plugins.piper import PiperTTS  # at import: LiveKit plugins register on the main thread
 
 from .admission import build_limiter, token_config
-from .engines import cached, open_clip_store
+from .engines import Engines, open_clip_store
 from .http_api import ApiContext, Unavailable, build_app
 from .log import logger
 from .metrics import ClipCacheCollector, optional_gpu_collector
@@ -24,30 +23,24 @@ from .settings import Settings
 
 
 class Speaker:
-    """The voice for ``/v1/speak``: Piper behind the clip cache, loaded on first use."""
+    """The voice for ``/v1/speak``: the sessions' voice chain (clip cache, espeak-ng
+    fallback), its models loaded on first use."""
 
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+        self._engines = Engines(settings)
         self._voices: dict[float | None, Any] = {}
         self._lock = asyncio.Lock()
 
     async def __call__(self, text: str, speed: float | None) -> tuple[bytes, int, int]:
         async with self._lock:
             if speed not in self._voices:
-                self._voices[speed] = await asyncio.to_thread(self._load, speed)
+                self._voices[speed] = await asyncio.to_thread(self._engines.voice, speed)
         voice = self._voices[speed]
         chunks = []
         async with voice.synthesize(text) as stream:
             async for ev in stream:
                 chunks.append(bytes(ev.frame.data))
         return b"".join(chunks), voice.sample_rate, voice.num_channels
-
-    def _load(self, speed: float | None) -> Any:
-        piper = PiperTTS(
-            model_path=self._settings.tts_voice or None,
-            speed=speed if speed is not None else self._settings.tts_speed,
-        )
-        return cached(piper, open_clip_store(self._settings))
 
 
 def livekit_dispatcher(settings: Settings) -> Callable[[str, str], Any] | None:

@@ -33,21 +33,16 @@ def download_all(cache_path: Path) -> list[Path]:
 async def prewarm_clips(settings: Settings) -> int:
     """Synthesize the configured prewarm phrases into the clip cache (only the missing ones).
 
-    Run by ``download-files`` (so an image ships with its clips) and in the background by
-    the first job of each worker process (a no-op once they are cached)."""
-    from plugins.piper import PiperTTS
-
-    from .engines import cached, open_clip_store
+    Run by ``download-files`` (so an image ships with its clips); job processes do the same
+    in the background (``Engines.start_prewarm``). Both go through ``Engines.tts``, so the
+    phrases are cut into exactly the chunks a session will look up."""
+    from .engines import Engines
 
     phrases = settings.prewarm_phrases()
-    store = open_clip_store(settings)
-    if not phrases or store is None:
+    engines = Engines(settings)
+    voice = engines.tts if phrases and engines.clip_store is not None else None
+    if not isinstance(voice, CachedTTS):
         return 0
-    voice = cached(
-        PiperTTS(model_path=settings.tts_voice or None, speed=settings.tts_speed, use_cuda=False),
-        store,
-    )
-    assert isinstance(voice, CachedTTS)
     count = await voice.fill(phrases)
     logger.info("clip cache prewarmed: %d of %d phrases synthesized", count, len(phrases))
     return count
