@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -47,6 +48,21 @@ class Caller:
         finally:
             silence.cancel()
 
+    async def talk_over(self, agent_text: str, user_text: str, *, after: float) -> Any:
+        """The agent starts saying ``agent_text``; ``after`` seconds into it the user says
+        ``user_text``. Returns the agent's speech handle once its playout has ended."""
+        await self.mic.play_silence(0.3)
+        handle = self.attached.session.say(agent_text)
+        await asyncio.wait_for(self.speaker.first_frame.wait(), timeout=30)
+        await self.mic.play_silence(after)
+        await self.mic.play(trim_silence(speak(user_text, rate=16000)), 16000)
+        tail = asyncio.create_task(self.mic.play_silence(60.0))
+        try:
+            await asyncio.wait_for(handle.wait_for_playout(), timeout=60)
+        finally:
+            tail.cancel()
+        return handle
+
 
 async def test_two_consecutive_turns_in_one_session(engines) -> None:
     manager = VoiceManager(engines, instructions=INSTRUCTIONS)
@@ -87,21 +103,16 @@ async def test_barge_in_stops_agent_audio(engines) -> None:
     manager = VoiceManager(engines, instructions=INSTRUCTIONS)
     try:
         caller = await Caller.join(manager, "alice")
-        await caller.mic.play_silence(0.3)
         long_text = (
             "Let me tell you everything about the history of the city. It was founded long "
             "ago by traders who came along the river, and it grew slowly for centuries. "
             "Later the railway arrived and the town became an important market, with "
             "merchants from every corner of the country selling grain, cloth and tools."
         )
-        handle = caller.attached.session.say(long_text)
-        await asyncio.wait_for(caller.speaker.first_frame.wait(), timeout=30)
         # past the echo-canceller warm-up, during which the agent cannot be interrupted
-        await caller.mic.play_silence(engines.settings.aec_warmup_s + 0.3)
-        await caller.mic.play(trim_silence(speak("Wait, stop please.", rate=16000)), 16000)
-        tail = asyncio.create_task(caller.mic.play_silence(3.0))
-        await asyncio.wait_for(handle.wait_for_playout(), timeout=30)
-        tail.cancel()
+        handle = await caller.talk_over(
+            long_text, "Wait, stop please.", after=engines.settings.aec_warmup_s + 0.3
+        )
     finally:
         await manager.aclose()
 
@@ -156,19 +167,12 @@ async def test_a_backchannel_does_not_take_the_turn(engines) -> None:
     manager = VoiceManager(engines, instructions=INSTRUCTIONS)
     try:
         caller = await Caller.join(manager, "alice")
-        await caller.mic.play_silence(0.3)
         text = (
             "Our opening hours are from nine in the morning until six in the evening on "
             "weekdays, and from ten until four on Saturdays. On Sundays and public holidays "
             "the shop stays closed, but the online store takes orders at any time."
         )
-        handle = caller.attached.session.say(text)
-        await asyncio.wait_for(caller.speaker.first_frame.wait(), timeout=30)
-        await caller.mic.play_silence(engines.settings.aec_warmup_s + 0.5)
-        await caller.mic.play(trim_silence(speak("Yeah.", rate=16000)), 16000)
-        tail = asyncio.create_task(caller.mic.play_silence(40.0))
-        await asyncio.wait_for(handle.wait_for_playout(), timeout=60)
-        tail.cancel()
+        handle = await caller.talk_over(text, "Yeah.", after=engines.settings.aec_warmup_s + 0.5)
         users = [
             i for i in caller.attached.session.history.items if getattr(i, "role", None) == "user"
         ]
