@@ -73,6 +73,9 @@ PROVIDER_ERRORS = Counter(
 FALLBACKS = Counter(
     "voice_fallbacks", "Fallbacks taken (apology, fallback TTS, breaker open)", ["stage", "kind"]
 )
+AUDIO_FRAMES_DROPPED = Counter(
+    "voice_audio_frames_dropped", "Input audio frames with an impossible format, dropped"
+)
 BACKCHANNELS_IGNORED = Counter(
     "voice_backchannels_ignored", "User backchannels that did not take the turn from the agent"
 )

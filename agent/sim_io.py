@@ -64,6 +64,20 @@ class PacedAudioInput(AudioInput):
             self.speech_started_at.append(began)
             self.speech_ended_at.append(self._clock())
 
+    async def play_frames(self, frames: list[rtc.AudioFrame], *, is_speech: bool = True) -> None:
+        """Push prepared frames (any sizes, rates and channel counts), each at its own pace."""
+        start = time.perf_counter()
+        began = self._clock()
+        due = start
+        for frame in frames:
+            self._ch.send_nowait(frame)
+            if frame.sample_rate > 0:
+                due += frame.samples_per_channel / frame.sample_rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        if is_speech:
+            self.speech_started_at.append(began)
+            self.speech_ended_at.append(self._clock())
+
     async def play_silence(self, seconds: float, rate: int = 16000) -> None:
         await self.play(np.zeros(int(seconds * rate), dtype=np.int16), rate, is_speech=False)
 

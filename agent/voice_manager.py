@@ -30,6 +30,7 @@ from livekit.agents.voice.io import AudioInput, AudioOutput
 from plugins.smart_turn import SmartTurnDetector
 
 from . import logs
+from .audio_input import NormalizedAudioInput
 from .engines import Engines
 from .log import logger
 from .metrics import ACTIVE_SESSIONS, SESSIONS_ENDED, SESSIONS_STARTED, SessionMetrics
@@ -44,20 +45,6 @@ class SessionIO:
 
     audio_input: AudioInput
     audio_output: AudioOutput
-
-
-class FilteredAudioInput(AudioInput):
-    """Applies a session's noise filter to a room-less input, as RoomIO does for a track."""
-
-    def __init__(
-        self, source: AudioInput, noise_filter: rtc.FrameProcessor[rtc.AudioFrame]
-    ) -> None:
-        super().__init__(label=f"NoiseFiltered({source.label})", source=source)
-        self._filter = noise_filter
-
-    async def __anext__(self) -> rtc.AudioFrame:
-        assert self.source is not None
-        return self._filter.process(await self.source.__anext__())
 
 
 @dataclass
@@ -206,7 +193,7 @@ class VoiceManager(utils.EventEmitter[str]):
             start = session.start(agent)  # no room I/O: text is routed by the manager
         elif io is not None:
             assert noise_filter is not None
-            session.input.audio = FilteredAudioInput(io.audio_input, noise_filter)
+            session.input.audio = NormalizedAudioInput(io.audio_input, noise_filter)
             session.output.audio = io.audio_output
             start = session.start(agent)
         else:

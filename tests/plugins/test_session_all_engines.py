@@ -10,8 +10,8 @@ import pytest
 from livekit.agents import Agent, AgentSession
 from livekit.plugins import silero
 
+from agent.audio_input import NormalizedAudioInput
 from agent.sim_io import PacedAudioInput, RecordingAudioOutput
-from agent.voice_manager import FilteredAudioInput
 from tests.audio_fixtures import speak, trim_silence, wer
 
 QUESTION = "What is the weather like in Paris today?"
@@ -38,7 +38,7 @@ async def _run_turn(whisper_stt, piper_tts, llama_instance, smart_turn_model, *,
     )
     mic = PacedAudioInput()
     speaker = RecordingAudioOutput()
-    session.input.audio = FilteredAudioInput(mic, RNNoiseFilter())
+    session.input.audio = NormalizedAudioInput(mic, RNNoiseFilter())
     session.output.audio = speaker
     transcripts: list[str] = []
     committed_at: list[float] = []
