@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
+from plugins._common.text import speakable
+
 
 def normalize_text(text: str) -> str:
-    """NFC, whitespace collapsed and trimmed. Case and punctuation are kept: they change
-    how the sentence is spoken."""
-    return " ".join(unicodedata.normalize("NFC", text).split())
+    """What the engine will read (see ``speakable``), whitespace collapsed and trimmed. Case
+    and punctuation are kept: they change how the sentence is spoken."""
+    return " ".join(speakable(text).split())
 
 
 def config_hash(config: Mapping[str, Any]) -> str:

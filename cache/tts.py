@@ -25,6 +25,7 @@ from typing import Any
 from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, tokenize, tts, utils
 
 from plugins._common.sentences import input_sentences
+from plugins._common.text import speakable
 
 from .clip_file import Clip
 from .errors import CacheWriteError
@@ -34,6 +35,7 @@ from .store import ClipStore
 
 # a "sentence" longer than this (no punctuation in 10 000 characters) is streamed, not kept
 MAX_CLIP_PCM_BYTES = 16 * 1024 * 1024
+PAUSE_MS = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,9 @@ class CachedTTS(tts.TTS):
     ) -> AsyncIterator[bytes]:
         """PCM of one sentence: from the store, or synthesized (and then stored)."""
         if not normalize_text(sentence):
+            # nothing to pronounce: a short pause, so the stream is not taken for a broken
+            # voice (livekit-agents fails a stream that had text and produced no audio)
+            yield bytes(2 * self.num_channels * self.sample_rate * PAUSE_MS // 1000)
             return
         key = self.key(sentence)
         clip = await asyncio.to_thread(self.store.get, key)
@@ -157,7 +162,9 @@ class CachedTTS(tts.TTS):
         """Synthesize the phrases that are not cached yet; returns how many were."""
         done = 0
         for phrase in phrases:
-            sentences = [s for s in self._tokenizer.tokenize(phrase) if normalize_text(s)]
+            sentences = [
+                s for s in self._tokenizer.tokenize(speakable(phrase)) if normalize_text(s)
+            ]
             missing = [s for s in sentences if not self.store.contains(self.key(s))]
             for sentence in missing:
                 async for _ in self.sentence_audio(sentence, DEFAULT_API_CONNECT_OPTIONS):
@@ -183,7 +190,9 @@ class CachedChunkedStream(tts.ChunkedStream):
             num_channels=self._cached.num_channels,
             mime_type="audio/pcm",
         )
-        for sentence in self._cached._tokenizer.tokenize(self.input_text):
+        # nothing to pronounce: one empty sentence, answered with a short pause
+        sentences = self._cached._tokenizer.tokenize(speakable(self.input_text))
+        for sentence in sentences or [""]:
             async for pcm in self._cached.sentence_audio(sentence, self._conn_options):
                 output_emitter.push(pcm)
         output_emitter.flush()

@@ -18,6 +18,7 @@ from livekit.agents import (
 )
 
 from .._common.audio import resample
+from .._common.text import speakable
 
 ESPEAK_RATE = 22050
 
@@ -52,6 +53,9 @@ class EspeakTTS(tts.TTS):
         return EspeakChunkedStream(tts=self, input_text=text, conn_options=conn_options)
 
     async def synthesize_pcm(self, text: str) -> bytes:
+        text = speakable(text)
+        if not text.strip():
+            return bytes(2 * self.sample_rate * 40 // 1000)  # nothing to say: a short pause
         # "--" ends the options: text starting with "-" is spoken, not parsed
         proc = await asyncio.create_subprocess_exec(
             self._binary,
@@ -90,6 +94,5 @@ class EspeakChunkedStream(tts.ChunkedStream):
             num_channels=1,
             mime_type="audio/pcm",
         )
-        if self.input_text.strip():
-            output_emitter.push(await self._espeak.synthesize_pcm(self.input_text))
+        output_emitter.push(await self._espeak.synthesize_pcm(self.input_text))
         output_emitter.flush()

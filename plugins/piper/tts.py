@@ -32,6 +32,7 @@ from piper import PiperVoice, SynthesisConfig
 from .._common.errors import ModelLoadError
 from .._common.executor import in_executor
 from .._common.sentences import input_sentences
+from .._common.text import speakable
 from .log import logger
 
 
@@ -90,6 +91,10 @@ class _TTSOptions:
             noise_w_scale=self.noise_w_scale,
             volume=self.volume,
         )
+
+
+# the pause spoken for text with nothing to pronounce
+PAUSE_MS = 40
 
 
 class PiperTTS(tts.TTS):
@@ -223,9 +228,15 @@ class PiperTTS(tts.TTS):
     def synthesize_pcm(self, text: str, opts: _TTSOptions | None = None) -> bytes:
         """Blocking synthesis of ``text`` into 16-bit mono PCM at ``sample_rate``."""
         config = (opts or self._opts).synthesis_config()
-        return b"".join(
-            chunk.audio_int16_bytes for chunk in self._voice.synthesize(text, syn_config=config)
-        )
+        text = speakable(text)
+        pcm = b""
+        if text.strip():
+            pcm = b"".join(
+                chunk.audio_int16_bytes for chunk in self._voice.synthesize(text, syn_config=config)
+            )
+        # text with nothing to pronounce ("...", control characters) is a pause, not a
+        # failure: livekit-agents treats a stream without audio as a broken voice
+        return pcm or bytes(2 * self.sample_rate * PAUSE_MS // 1000)
 
     async def _synthesize(self, text: str, opts: _TTSOptions) -> bytes:
         try:
@@ -276,7 +287,9 @@ class PiperChunkedStream(tts.ChunkedStream):
             mime_type="audio/pcm",
         )
         # one synthesis per sentence so the first sentence is pushed before the rest is done
-        for sentence in self._piper._sentence_tokenizer.tokenize(self.input_text):
+        # nothing to pronounce: one empty sentence, answered with a short pause
+        sentences = self._piper._sentence_tokenizer.tokenize(speakable(self.input_text))
+        for sentence in sentences or [""]:
             output_emitter.push(await self._piper._synthesize(sentence, self._opts))
         output_emitter.flush()
 
