@@ -100,6 +100,12 @@ class FakeLiveKit:
         await held
         return web.Response(status=503)
 
+    def release_rtc(self) -> None:
+        """Answer every held room connection with 503: those jobs fail to join and end."""
+        for fut in self._held:
+            if not fut.done():
+                fut.set_result(None)
+
     async def terminate_job(self, job_id: str) -> None:
         assert self._ws is not None, "no worker connected"
         msg = agent.ServerMessage()
