@@ -91,6 +91,8 @@ class PlayoutSegment:
     frames: list[rtc.AudioFrame] = field(default_factory=list)
     duration: float = 0.0
     interrupted_at: float | None = None
+    # (wall time the frame reached the output, audio seconds before it): frame pacing
+    arrivals: list[tuple[float, float]] = field(default_factory=list)
     paused_at: list[float] = field(default_factory=list)
     resumed_at: list[float] = field(default_factory=list)
     paused_for: float = 0.0
@@ -109,7 +111,11 @@ class RecordingAudioOutput(AudioOutput):
     a false interruption (a backchannel)."""
 
     def __init__(
-        self, *, sample_rate: int | None = None, clock: Callable[[], float] = time.time
+        self,
+        *,
+        sample_rate: int | None = None,
+        clock: Callable[[], float] = time.time,
+        keep_audio: bool = True,
     ) -> None:
         super().__init__(
             label="RecordingAudioOutput",
@@ -117,6 +123,7 @@ class RecordingAudioOutput(AudioOutput):
             sample_rate=sample_rate,
         )
         self._clock = clock
+        self._keep_audio = keep_audio  # off for load runs: timings only, memory flat
         self.segments: list[PlayoutSegment] = []
         self._current: PlayoutSegment | None = None
         self._finish: asyncio.TimerHandle | None = None
@@ -133,7 +140,9 @@ class RecordingAudioOutput(AudioOutput):
             self.on_playback_started(created_at=self._current.started_at)
             self.first_frame.set()
             self._segment_started.set()
-        self._current.frames.append(frame)
+        if self._keep_audio:
+            self._current.frames.append(frame)
+        self._current.arrivals.append((self._clock(), self._current.duration))
         self._current.duration += frame.duration
 
     async def wait_for_segments(self, count: int) -> None:
