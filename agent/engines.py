@@ -16,6 +16,7 @@ from livekit.plugins import silero
 
 from cache.store import ClipStore
 from cache.tts import CachedTTS
+from plugins._common.executor import QUEUE_DELAYS
 from plugins._common.first_chunk import EarlyFirstChunkTokenizer
 from plugins.espeak import EspeakTTS
 from plugins.llama import LlamaLLM, openai_compatible
@@ -25,7 +26,7 @@ from plugins.smart_turn import HybridTurnOptions, SmartTurnDetector, SmartTurnMo
 from plugins.whisper import WhisperSTT
 
 from .log import logger
-from .metrics import FALLBACKS, INFERENCE_QUEUED
+from .metrics import FALLBACKS, INFERENCE_QUEUE_DELAY, INFERENCE_QUEUED
 from .resilience import CircuitBreaker, ResilientLLM
 from .session_config import SessionConfig
 from .settings import Settings
@@ -253,6 +254,8 @@ class Engines:
             while True:
                 for engine, depth in self.queued().items():
                     INFERENCE_QUEUED.labels(engine).set(depth)
+                for engine in QUEUE_DELAYS.engines():
+                    INFERENCE_QUEUE_DELAY.labels(engine).set(QUEUE_DELAYS.delay(engine))
                 await asyncio.sleep(interval_s)
 
         self._queue_task = asyncio.create_task(publish())

@@ -82,6 +82,12 @@ BACKCHANNELS_IGNORED = Counter(
 ACTIVE_SESSIONS = Gauge(
     "voice_active_sessions", "Voice sessions attached now", multiprocess_mode="livesum"
 )
+INFERENCE_QUEUE_DELAY = Gauge(
+    "voice_inference_queue_delay_seconds",
+    "Longest recent wait for an engine thread (the worker's load function reads it)",
+    ["engine"],
+    multiprocess_mode="livemax",
+)
 INFERENCE_QUEUED = Gauge(
     "voice_inference_queued",
     "Inference requests waiting for an engine",

@@ -69,6 +69,19 @@ class Settings:
         "active jobs / capacity.",
         group="Worker",
     )
+    inference_queue_budget_s: float = setting(
+        0.25,
+        "INFERENCE_QUEUE_BUDGET_S",
+        "Longest wait for an engine thread (STT, TTS, LLM, turn detector) a request may "
+        "have; the worker reports itself full at 80 % of it.",
+        group="Worker",
+    )
+    gpu_memory_limit: float = setting(
+        0.9,
+        "GPU_MEMORY_LIMIT",
+        "Fraction of GPU memory in use at which the worker reports itself full.",
+        group="Worker",
+    )
     load_threshold: float = setting(
         0.99,
         "LOAD_THRESHOLD",
@@ -414,6 +427,10 @@ class Settings:
     def validate(self) -> None:
         if self.worker_capacity < 1:
             raise SettingsError("WORKER_CAPACITY must be at least 1")
+        if self.inference_queue_budget_s <= 0:
+            raise SettingsError("INFERENCE_QUEUE_BUDGET_S must be positive")
+        if not 0 < self.gpu_memory_limit <= 1:
+            raise SettingsError("GPU_MEMORY_LIMIT must be in (0, 1]")
         if not 0 < self.load_threshold < 1:
             raise SettingsError("LOAD_THRESHOLD must be between 0 and 1 (exclusive)")
         if self.drain_timeout_s < 0:

@@ -24,6 +24,7 @@ from .admission import Admission, SessionLease, build_limiter, job_tenant
 from .control import ControlChannel
 from .dispatch import DispatchMetadata
 from .engines import Engines, turn_options
+from .load import LoadSignals, gpu_memory_fraction, published_queue_delay
 from .log import logger
 from .settings import Settings
 from .transport import RoomTransport
@@ -45,14 +46,26 @@ def setup(settings: Settings, proc: JobProcess) -> None:
     logger.info("engines loaded", extra={"pid": proc.pid})
 
 
-def worker_load(capacity: int, server: AgentServer) -> float:
-    """Load reported to LiveKit, 0..1: active jobs against the configured capacity.
+def worker_load(settings: Settings, server: AgentServer) -> float:
+    """Load reported to LiveKit, 0..1: the most saturated of active jobs against
+    ``WORKER_CAPACITY``, the inference queue delay against its budget and GPU memory
+    (agent/load.py).
 
     livekit-agents' default measures CPU, which says nothing about a GPU worker whose
-    bottleneck is model throughput; the configured capacity is what the operator measured
-    (benchmarks/) for their hardware.
+    bottleneck is model throughput.
     """
-    return min(1.0, len(server.active_jobs) / capacity)
+    signals = LoadSignals(
+        active_jobs=len(server.active_jobs),
+        capacity=settings.worker_capacity,
+        queue_delay_s=published_queue_delay(),
+        queue_budget_s=settings.inference_queue_budget_s,
+        gpu_memory_fraction=gpu_memory_fraction(),
+        gpu_memory_limit=settings.gpu_memory_limit,
+    )
+    load = signals.load()
+    if load >= settings.load_threshold:
+        logger.debug("worker full", extra={k: round(v, 3) for k, v in signals.parts().items()})
+    return load
 
 
 def _console_enabled() -> bool:
@@ -120,7 +133,7 @@ def build_server(settings: Settings) -> AgentServer:
     and keys from its own flags)."""
     server = AgentServer(
         setup_fnc=partial(setup, settings),
-        load_fnc=partial(worker_load, settings.worker_capacity),
+        load_fnc=partial(worker_load, settings),
         load_threshold=settings.load_threshold,
         num_idle_processes=settings.num_idle_processes,
         host=settings.worker_http_host,

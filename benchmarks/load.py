@@ -1,0 +1,235 @@
+"""Load: N concurrent voice sessions through the real VoiceManager, ours against a baseline.
+
+    python benchmarks/load.py --sessions 8 [--turns 2] [--cache .cache]
+
+Each session is a simulated caller (espeak-ng speech played in real time into a room-less
+session) that takes ``--turns`` spoken turns and then talks over a long reply once. The
+same callers run against two pipelines, each in a fresh process so memory figures are its
+own:
+
+- ``ours``: what the worker runs (streaming whisper with interims and manual flush, Smart
+  Turn end-of-turn detection, early first TTS chunk, clip cache, backchannel rule, resilient
+  LLM);
+- ``baseline``: livekit-agents defaults (VAD end of turn, default endpointing and
+  interruption) with a naive whisper STT, the framework's ``StreamAdapter`` decoding each
+  VAD segment whole, and Piper without the cache or early chunk. Same models, same LLM.
+
+Reports p50/p95/p99 of voice-to-voice latency (end of user speech to first agent audio),
+STT final latency, end-of-turn delay, LLM time to first token, TTS time to first audio,
+barge-in latency (user speech start to agent audio stop) and agent frame jitter; CPU
+seconds and RSS per session; errors. A table and one JSON line with ours/baseline ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.harness import (  # noqa: E402
+    BARGE_IN,
+    QUESTIONS,
+    Caller,
+    Resources,
+    espeak_16k,
+    machine,
+    summarize,
+)
+
+METRICS = [
+    "voice_to_voice_ms",
+    "stt_final_ms",
+    "eou_ms",
+    "llm_ttft_ms",
+    "tts_ttfb_ms",
+    "barge_in_ms",
+    "jitter_ms",
+]
+
+
+def build_engines(pipeline: str, cache: Path) -> Any:
+    from livekit.agents import AgentSession
+    from livekit.plugins import silero
+
+    from agent.engines import Engines
+    from agent.settings import Settings
+    from plugins.whisper import WhisperSTT
+
+    settings = Settings(cache_path=cache, llm_max_tokens=30, llm_seed=42)
+    engines = Engines.load(settings)
+    if pipeline == "ours":
+        return engines
+
+    class BaselineEngines(Engines):
+        """livekit-agents defaults around a naive whisper; same models as ours."""
+
+        def __init__(self) -> None:
+            super().__init__(
+                settings,
+                stt=engines.stt,
+                piper=engines.piper,
+                llm=engines.llm,
+                turn_model=engines.turn_model,
+                clip_store=None,
+            )
+            # StreamAdapter (added by the session for a non-streaming STT) decodes each VAD
+            # segment whole; one shared model like ours
+            self.naive_stt = WhisperSTT(
+                streaming=False, model_instance=engines.stt._model, device="cpu"
+            )
+
+        def session(self, config: Any = None) -> AgentSession[Any]:
+            return AgentSession(
+                vad=silero.VAD.load(), stt=self.naive_stt, llm=self.llm, tts=self.piper
+            )
+
+        def backchannels(self) -> None:
+            return None
+
+    return BaselineEngines()
+
+
+async def run_pipeline(pipeline: str, sessions: int, turns: int, cache: Path) -> dict[str, Any]:
+    from agent.voice_manager import VoiceManager
+
+    engines = build_engines(pipeline, cache)
+    speech = [espeak_16k(q) for q in QUESTIONS]
+    interrupt = espeak_16k(BARGE_IN)
+    manager = VoiceManager(engines, instructions="Answer in one short sentence.")
+    # one warm-up turn so first-use costs (ONNX arenas, llama KV) are not billed to sessions
+    warm = await Caller.join(manager, "warm-up")
+    await warm.turn(speech[0])
+    await manager.detach("warm-up")
+    base = Resources.now()
+    rng = random.Random(7)
+    peak_rss = base.rss_mb
+
+    async def caller(i: int) -> Caller:
+        await asyncio.sleep(rng.uniform(0, 2.0))  # callers do not arrive in lockstep
+        c = await Caller.join(manager, f"caller-{i}")
+        for t in range(turns):
+            await c.turn(speech[(i + t) % len(speech)])
+        after = manager._engines.settings.aec_warmup_s + 0.5
+        await c.barge_in(interrupt, after=after)
+        return c
+
+    async def watch_memory() -> None:
+        nonlocal peak_rss
+        while True:
+            peak_rss = max(peak_rss, Resources.now().rss_mb)
+            await asyncio.sleep(0.5)
+
+    watcher = asyncio.create_task(watch_memory())
+    started = time.monotonic()
+    try:
+        callers = await asyncio.gather(*(caller(i) for i in range(sessions)))
+    finally:
+        watcher.cancel()
+        await manager.aclose()
+    elapsed = time.monotonic() - started
+    end = Resources.now()
+    values: dict[str, list[float]] = {m: [] for m in METRICS}
+    errors = 0
+    for c in callers:
+        for r in c.results:
+            errors += r.error is not None
+            for m in METRICS:
+                v = getattr(r, m, None)
+                if v is not None:
+                    values[m].append(v)
+        values["barge_in_ms"].extend(c.barge_in_ms)
+        errors += 1 - len(c.barge_in_ms)  # a barge-in that did not stop the agent
+    return {
+        "pipeline": pipeline,
+        "sessions": sessions,
+        "turns": sum(len(c.results) for c in callers),
+        "errors": errors,
+        "duration_s": round(elapsed, 1),
+        **{m: summarize(values[m]) for m in METRICS},
+        "cpu_s_per_session": round((end.cpu_s - base.cpu_s) / sessions, 2),
+        "rss_mb_base": base.rss_mb,
+        "rss_mb_per_session": round((peak_rss - base.rss_mb) / sessions, 1),
+    }
+
+
+def run_child(pipeline: str, args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--only",
+        pipeline,
+        "--sessions",
+        str(args.sessions),
+        "--turns",
+        str(args.turns),
+        "--cache",
+        str(args.cache),
+    ]
+    env = {**os.environ, "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
+    env.setdefault("LOG_LEVEL", "WARNING")
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    lines = [line for line in out.stdout.splitlines() if line.startswith('{"pipeline"')]
+    if out.returncode != 0 or not lines:
+        sys.stderr.write(out.stdout[-3000:] + out.stderr[-3000:])
+        raise SystemExit(f"{pipeline} run failed (exit {out.returncode})")
+    return dict(json.loads(lines[-1]))
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return round(a / b, 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sessions", type=int, default=1)
+    parser.add_argument("--turns", type=int, default=2, help="spoken turns per session")
+    parser.add_argument("--cache", type=Path, default=Path(".cache"))
+    parser.add_argument("--only", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.only:
+        result = asyncio.run(run_pipeline(args.only, args.sessions, args.turns, args.cache))
+        print(json.dumps(result))
+        return
+
+    ours, baseline = run_child("ours", args), run_child("baseline", args)
+    print(f"{args.sessions} session(s), {args.turns} turns + 1 barge-in each")
+    print(f"{'metric':22}{'ours p50/p95/p99':>26}{'baseline p50/p95/p99':>26}{'p95 ratio':>11}")
+    ratios: dict[str, float | None] = {}
+    for m in METRICS:
+        o, b = ours[m], baseline[m]
+        ratios[m] = ratio(o["p95"], b["p95"])
+
+        def fmt(s: dict[str, Any]) -> str:
+            return f"{s['p50']}/{s['p95']}/{s['p99']} (n={s['n']})"
+
+        print(f"{m:22}{fmt(o):>26}{fmt(b):>26}{ratios[m]!s:>11}")
+    for key in ("cpu_s_per_session", "rss_mb_per_session", "errors"):
+        ratios[key] = ratio(ours[key], baseline[key])
+        print(f"{key:22}{ours[key]!s:>26}{baseline[key]!s:>26}{ratios[key]!s:>11}")
+    print(
+        json.dumps(
+            {
+                "benchmark": "load",
+                "sessions": args.sessions,
+                "ours": ours,
+                "baseline": baseline,
+                "ratio_p95_ours_over_baseline": ratios,
+                "machine": machine(),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
