@@ -190,6 +190,12 @@ class Engines:
             self._tts = cached(self.piper, self.clip_store, sentence_tokenizer(self.settings))
         return self._tts
 
+    async def release_voice(self, voice: tts.TTS) -> None:
+        """End a chain made by ``voice()``: a fallback adapter subscribes to the shared
+        voices and would otherwise keep itself, and its session, alive."""
+        if isinstance(voice, tts.FallbackAdapter):
+            await voice.aclose()
+
     def voice(self, speed: float | None) -> tts.TTS:
         """The voice at ``speed`` (None: the configured one), behind the clip cache, with
         espeak-ng behind it when the voice fails (one chain per session: the adapter keeps
@@ -285,7 +291,7 @@ class Engines:
             vad=silero.VAD.load(**turn.vad_options()),
             stt=self.stt,
             llm=self.llm,
-            tts=SwappableTTS(self.voice(config.tts_speed)),
+            tts=SwappableTTS(self.voice(config.tts_speed), release=self.release_voice),
             turn_handling={
                 "turn_detection": SmartTurnDetector(self.turn_model, options=turn),
                 "endpointing": turn.endpointing(),  # type: ignore[typeddict-item]

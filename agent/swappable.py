@@ -6,7 +6,7 @@ wrappers are what it is given instead, and what the session controller swaps.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from livekit import rtc
@@ -58,13 +58,22 @@ class SwappableTTS(tts.TTS):
     """A TTS slot. Streams are opened on the current engine; its metrics are re-emitted
     here, where the session listens."""
 
-    def __init__(self, inner: tts.TTS) -> None:
+    def __init__(
+        self,
+        inner: tts.TTS,
+        *,
+        release: Callable[[tts.TTS], Awaitable[None]] | None = None,
+    ) -> None:
         super().__init__(
             capabilities=tts.TTSCapabilities(streaming=True),
             sample_rate=inner.sample_rate,
             num_channels=inner.num_channels,
         )
         self._inner = inner
+        # what ends a per-session engine when it is swapped out or the session closes: a
+        # fallback chain subscribes to the shared voices and lives until it is closed
+        self._release = release
+        self._retired: list[tts.TTS] = []
         self._forward = lambda m: self.emit("metrics_collected", m)
         self._errors = lambda e: self.emit("error", e)
         inner.on("metrics_collected", self._forward)
@@ -81,6 +90,7 @@ class SwappableTTS(tts.TTS):
         self._inner.off("error", self._errors)
         inner.on("metrics_collected", self._forward)
         inner.on("error", self._errors)
+        self._retired.append(self._inner)  # streams may still run on it until aclose
         self._inner = inner
 
     @property
@@ -105,7 +115,14 @@ class SwappableTTS(tts.TTS):
         self._inner.prewarm()
 
     async def aclose(self) -> None:
-        pass  # the engines belong to the process, not to the session
+        """Detach from the engines (they belong to the process) and release this
+        session's own chains."""
+        self._inner.off("metrics_collected", self._forward)
+        self._inner.off("error", self._errors)
+        if self._release is not None:
+            for engine in [*self._retired, self._inner]:
+                await self._release(engine)
+        self._retired.clear()
 
     def __getattr__(self, name: str) -> Any:
         # e.g. CachedTTS.lookups for simulate's cache report

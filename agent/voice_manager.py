@@ -97,6 +97,7 @@ class VoiceManager(utils.EventEmitter[str]):
         )
         self._sessions: dict[str, ParticipantSession] = {}
         self._pending: dict[str, asyncio.Task[ParticipantSession | None]] = {}
+        self._releasing: set[asyncio.Task[None]] = set()  # voice chains being closed
         self._pending_detach: set[asyncio.Task[None]] = set()
         self._closing = False
 
@@ -298,6 +299,11 @@ class VoiceManager(utils.EventEmitter[str]):
             del self._sessions[entry.identity]
         if entry.noise_filter is not None:
             entry.noise_filter.close()
+        if isinstance(entry.session.tts, SwappableTTS):
+            # the session does not close the TTS it was given; its voice chain is its own
+            task = asyncio.create_task(entry.session.tts.aclose())
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
         entry.close_reason = entry.close_reason or str(ev.reason)
         if ev.error is not None:
             logger.error(
@@ -338,3 +344,5 @@ class VoiceManager(utils.EventEmitter[str]):
             *(self.detach(i, reason="shutdown") for i in list(self._sessions)),
             return_exceptions=True,
         )
+        if self._releasing:
+            await asyncio.wait(set(self._releasing))

@@ -26,3 +26,25 @@ def test_sessions_in_a_loop_leave_memory_files_threads_and_tasks_bounded(cache_d
     for key, bound in report["bounds"].items():
         assert report["growth"][key] <= bound, (key, report)
     assert run.returncode == 0
+
+
+async def test_ended_sessions_leave_nothing_attached_to_the_shared_engines(engines) -> None:
+    """Each session's voice chain subscribes to the process's shared voices; a session that
+    ends must let go, or every session ever held stays in memory (found by the soak)."""
+    import gc
+
+    from agent.sim_io import PacedAudioInput, RecordingAudioOutput
+    from agent.voice_manager import SessionIO, VoiceManager
+
+    manager = VoiceManager(engines, instructions="Answer briefly.")
+    shared = [engines.tts, engines._espeak()]
+    before = [sum(map(len, voice._events.values())) for voice in shared]
+    for i in range(10):
+        await manager.attach(f"caller-{i}", SessionIO(PacedAudioInput(), RecordingAudioOutput()))
+        await manager.detach(f"caller-{i}")
+    await manager.aclose()
+    gc.collect()
+    after = [sum(map(len, voice._events.values())) for voice in shared]
+    assert after == before
+    alive = [o for o in gc.get_objects() if type(o).__name__ == "AgentSession"]
+    assert not alive, f"{len(alive)} ended sessions still referenced"
