@@ -65,8 +65,9 @@ class Settings:
     worker_capacity: int = setting(
         4,
         "WORKER_CAPACITY",
-        "Jobs (rooms) one worker serves at once; the load reported to LiveKit is "
-        "active jobs / capacity.",
+        "Jobs (rooms) one worker serves at once. The load reported to LiveKit is the "
+        "largest of active jobs / capacity, inference queue delay / budget and GPU memory "
+        "/ limit (docs/architecture.md).",
         group="Worker",
     )
     inference_queue_budget_s: float = setting(

@@ -93,8 +93,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if "MALLOC_ARENA_MAX" not in os.environ:
-        # as deployed (Dockerfile, systemd unit): without it glibc gives each engine thread
-        # its own heap and RSS climbs in steps for a while before it plateaus
+        # as deployed (Dockerfile, systemd unit): two glibc heaps for the engine threads
         os.execve(
             sys.executable, [sys.executable, *sys.argv], {**os.environ, "MALLOC_ARENA_MAX": "2"}
         )

@@ -15,14 +15,14 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_sessions_in_a_loop_leave_memory_files_threads_and_tasks_bounded(cache_dir: Path) -> None:
     run = subprocess.run(
-        [sys.executable, "benchmarks/soak.py", "--duration", "50", "--cache", str(cache_dir)],
+        [sys.executable, "benchmarks/soak.py", "--duration", "35", "--cache", str(cache_dir)],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=400,
     )
     report = json.loads(run.stdout.strip().splitlines()[-1])
-    assert report["errors"] == 0 and report["sessions"] >= 10, report
+    assert report["errors"] == 0 and report["sessions"] >= 8, report
     for key, bound in report["bounds"].items():
         assert report["growth"][key] <= bound, (key, report)
     assert run.returncode == 0
