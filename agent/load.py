@@ -65,11 +65,14 @@ def published_queue_delay() -> float:
 
 
 _nvml: object | None = None
+_no_gpu = False  # NVML missing or failed once: not asked again on every load report
 
 
 def gpu_memory_fraction() -> float | None:
     """Used / total over all GPUs, or None without NVML or a GPU."""
-    global _nvml
+    global _nvml, _no_gpu
+    if _no_gpu:
+        return None
     try:
         import pynvml
 
@@ -82,4 +85,5 @@ def gpu_memory_fraction() -> float | None:
             used, total = used + info.used, total + info.total
         return used / total if total else None
     except Exception:  # no NVML library, no driver, no GPU
+        _no_gpu = True
         return None
