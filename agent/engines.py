@@ -22,7 +22,12 @@ from plugins.espeak import EspeakTTS
 from plugins.llama import LlamaLLM, openai_compatible
 from plugins.noise import create as create_noise_filter
 from plugins.piper import PiperTTS
-from plugins.smart_turn import HybridTurnOptions, SmartTurnDetector, SmartTurnModel
+from plugins.smart_turn import (
+    HybridTurnOptions,
+    SmartTurnDetector,
+    SmartTurnModel,
+    TurnBatcher,
+)
 from plugins.whisper import WhisperSTT
 
 from .log import logger
@@ -140,6 +145,7 @@ class Engines:
         self._created: set[str] = set()  # per-session models made so far: "vad", "noise"
         self._prewarm_task: asyncio.Task[int] | None = None
         self._queue_task: asyncio.Task[None] | None = None
+        self._turn_batcher: TurnBatcher | None = None
 
     @classmethod
     def load(cls, settings: Settings) -> Engines:
@@ -241,9 +247,21 @@ class Engines:
             self._turn_model = SmartTurnModel.from_cache(self.settings.cache_path)
         return self._turn_model
 
+    @property
+    def turn_batcher(self) -> TurnBatcher:
+        """Every session's end-of-turn predictions, batched on one model thread."""
+        if self._turn_batcher is None:
+            self._turn_batcher = TurnBatcher(self.turn_model)
+        return self._turn_batcher
+
     def queued(self) -> dict[str, int]:
         """Requests waiting for each engine's worker thread (its executor's queue)."""
-        engines = {"stt": self._stt, "tts": self._piper, "llm": self._llm, "turn": self._turn_model}
+        engines = {
+            "stt": self._stt,
+            "tts": self._piper,
+            "llm": self._llm,
+            "turn": self._turn_batcher,
+        }
         out = {}
         for name, engine in engines.items():
             executor = getattr(engine, "_executor", None)
@@ -293,7 +311,9 @@ class Engines:
             llm=self.llm,
             tts=SwappableTTS(self.voice(config.tts_speed), release=self.release_voice),
             turn_handling={
-                "turn_detection": SmartTurnDetector(self.turn_model, options=turn),
+                "turn_detection": SmartTurnDetector(
+                    self.turn_model, options=turn, batcher=self.turn_batcher
+                ),
                 "endpointing": turn.endpointing(),  # type: ignore[typeddict-item]
                 "interruption": {
                     "mode": "vad",

@@ -256,7 +256,11 @@ class VoiceManager(utils.EventEmitter[str]):
         if update.turn is not None and entry.mode == "audio":
             session.update_options(
                 endpointing_opts=update.turn.endpointing(),  # type: ignore[arg-type]
-                turn_detection=SmartTurnDetector(self._engines.turn_model, options=update.turn),
+                turn_detection=SmartTurnDetector(
+                    self._engines.turn_model,
+                    options=update.turn,
+                    batcher=self._engines.turn_batcher,
+                ),
             )
             vad = session.vad
             if vad is not None and hasattr(vad, "update_options"):

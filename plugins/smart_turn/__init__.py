@@ -7,6 +7,7 @@ from pathlib import Path
 from livekit.agents import Plugin
 
 from .._common.assets import DEFAULT_CACHE_DIR, fetch
+from .batcher import TurnBatcher
 from .detector import HybridTurnOptions, SmartTurnDetector, SmartTurnStream
 from .log import logger
 from .model import SMART_TURN_V3_2, SmartTurnModel
@@ -17,6 +18,7 @@ __all__ = [
     "SmartTurnDetector",
     "SmartTurnModel",
     "SmartTurnStream",
+    "TurnBatcher",
     "download_files",
 ]
 __version__ = "0.1.0"

@@ -30,7 +30,7 @@ from livekit.agents.language import LanguageCode
 from livekit.agents.voice.turn import TurnDetectionEvent
 
 from .._common.audio import Float32Array, frame_to_float, to_mono
-from .._common.executor import in_executor
+from .batcher import TurnBatcher
 from .features import SAMPLE_RATE, WINDOW_SAMPLES
 from .log import logger
 from .model import SmartTurnModel
@@ -93,10 +93,13 @@ class SmartTurnDetector:
         *,
         options: HybridTurnOptions | None = None,
         executor: ThreadPoolExecutor | None = None,
+        batcher: TurnBatcher | None = None,
     ) -> None:
         self._model = model
         self.options = options or HybridTurnOptions()
-        self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="smart-turn")
+        # pass the process's batcher so every session's pauses share one model thread and
+        # are scored together under load
+        self._batcher = batcher or TurnBatcher(model, executor)
 
     @property
     def model(self) -> str:
@@ -113,8 +116,7 @@ class SmartTurnDetector:
 
     async def predict(self, audio16k: Float32Array) -> float:
         """P(complete) for one utterance, computed off the event loop."""
-        (p,) = await in_executor(self._executor, self._model.predict, [audio16k])
-        return p
+        return await self._batcher.predict(audio16k)
 
     async def unlikely_threshold(self, language: LanguageCode | None) -> float | None:
         return self.options.threshold
