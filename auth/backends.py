@@ -14,6 +14,7 @@ import asyncio
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,19 @@ class SqliteLimitBackend:
             db = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+            # switching to WAL and creating the schema can meet another process doing the
+            # same at start-up; SQLite answers "locked" at once there instead of waiting
+            for attempt in range(50):
+                try:
+                    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                        db.execute("PRAGMA journal_mode=WAL")
+                    db.executescript(_SCHEMA)
+                    break
+                except sqlite3.OperationalError as e:
+                    if "locked" not in str(e) or attempt == 49:
+                        db.close()
+                        raise
+                    time.sleep(0.1)
             self._db, self._pid = db, os.getpid()
         return self._db
 

@@ -59,7 +59,10 @@ async def soak(duration: float, at_once: int, cache: Path, warmup_rounds: int) -
             gc.collect()
             trace.append(Resources.now().rss_mb)
             if rounds == warmup_rounds:
+                # against the warm-up's peak: a transient high during warm-up (a busy
+                # machine, heaps still growing) is not growth
                 warm = Resources.now()
+                warm.rss_mb = max(trace)
     finally:
         await manager.aclose()
     gc.collect()
