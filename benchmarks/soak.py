@@ -33,7 +33,9 @@ async def soak(duration: float, at_once: int, cache: Path, warmup_rounds: int) -
     from agent.settings import Settings
     from agent.voice_manager import VoiceManager
 
-    settings = Settings(cache_path=cache, llm_max_tokens=30)
+    # a fixed seed: a question gets the same reply each round, so after the warm-up no new
+    # input length can grow an engine's memory arena to a new peak (that is not a leak)
+    settings = Settings(cache_path=cache, llm_max_tokens=30, llm_seed=42)
     engines = Engines.load(settings)
     manager = VoiceManager(engines, instructions="Answer in one short sentence.")
     speech = [espeak_16k(q) for q in QUESTIONS]
