@@ -128,7 +128,7 @@ async def test_a_session_hears_every_format_switching_midway(engines) -> None:
 
 class HissSource(AudioInput):
     """``seconds`` of -60 dBFS hiss at 48 kHz, delivered ``speedup`` times faster than real
-    time (as fast as the VAD keeps up on 2 cores), pulled by the session."""
+    time, pulled by the session."""
 
     def __init__(self, seconds: float, speedup: float) -> None:
         super().__init__(label="hiss")
@@ -153,7 +153,9 @@ class HissSource(AudioInput):
 @pytest.mark.slow
 async def test_an_hour_of_input_leaves_memory_and_tasks_bounded(engines) -> None:
     hour = 3600.0
-    source = HissSource(hour, speedup=40)
+    # 30x leaves the 2-core machine room: if the VAD falls behind, queued frames (a test
+    # artefact, not the session's memory) would be counted as growth
+    source = HissSource(hour, speedup=30)
     manager = VoiceManager(engines, instructions="Answer in one short sentence.")
     process = psutil.Process()
     samples: list[tuple[float, int, int]] = []
