@@ -78,7 +78,8 @@ def test_console_text_answers_a_typed_line(cache_dir: Path) -> None:
     finally:
         term.close()
     out = term.text()
-    assert "What is the capital of France?" in out.split("● You", 1)[1]
-    answer = out.rsplit("● Agent", 1)[1].split("llm_ttft", 1)[0].strip()
+    # the echo's bullet and label depend on the terminal's redraws; the typed text does not
+    assert "What is the capital of France?" in out.split("session attached", 1)[1]
+    answer = out.rsplit("Agent", 1)[1].split("llm_ttft", 1)[0].strip()
     assert answer, "the agent printed an empty answer"
     assert "session attached" in out  # it went through our VoiceManager
