@@ -14,10 +14,27 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from .settings import Settings, SettingsError
 
 LIVEKIT_COMMANDS = ("start", "console", "dev", "connect")
+
+
+def _start_inference(settings: Settings) -> tuple[Settings, Any]:
+    """``start`` with ``INFERENCE_MODE=shared``: the models load once, in the inference
+    process, before the worker registers; job processes get its address."""
+    import dataclasses
+
+    from .inference.client import wait_ready
+    from .inference.host import InferenceHost, private_address
+
+    if settings.inference_address:  # run by the operator, shared with other workers
+        wait_ready(settings.inference_address, settings.inference_start_timeout_s)
+        return settings, None
+    host = InferenceHost(settings, private_address())
+    host.start()
+    return dataclasses.replace(settings, inference_address=host.address), host
 
 
 def _livekit_cli(settings: Settings, argv: list[str]) -> int:
@@ -25,6 +42,15 @@ def _livekit_cli(settings: Settings, argv: list[str]) -> int:
 
     from .worker import EXIT_CONNECTION_FAILED, build_server, connection_failed
 
+    host = None
+    if argv[0] == "start" and settings.inference_mode == "shared" and "--help" not in argv:
+        try:
+            settings, host = _start_inference(settings)
+        except (RuntimeError, TimeoutError, OSError) as e:
+            logging.getLogger("agent").error(
+                "the inference process did not start", extra={"error": str(e)}
+            )
+            return 1
     server = build_server(settings)
     if argv[0] == "start":
         from . import logs
@@ -61,6 +87,8 @@ def _livekit_cli(settings: Settings, argv: list[str]) -> int:
         sys.argv = saved
         if http is not None:
             http.stop()
+        if host is not None:
+            host.stop()
     if argv[0] == "start" and connection_failed(server):
         logging.getLogger("agent").error(
             "gave up connecting to LiveKit; exiting for the supervisor to restart",
@@ -105,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--config", default=None, help="a session config message (JSON)")
     sim.add_argument("--text", default=None, help='typed input when the config says "audio": false')
     sub.add_parser("serve", help="the HTTP API alone (no LiveKit connection)")
+    inf = sub.add_parser(
+        "inference", help="the shared inference process alone (models for every job process)"
+    )
+    inf.add_argument("--address", default=None, help="Unix socket; @name: abstract namespace")
+    inf.add_argument("--parent", type=int, default=None, help=argparse.SUPPRESS)
     oapi = sub.add_parser("openapi", help="write the HTTP API's OpenAPI document")
     oapi.add_argument("-o", "--output", type=Path, default=None, help="file (default stdout)")
     conf = sub.add_parser("config", help="print the configuration reference")
@@ -119,6 +152,16 @@ def main(argv: list[str] | None = None) -> int:
         keep_transcripts=settings.log_transcripts,
     )
 
+    if args.command == "inference":
+        import asyncio
+
+        from .inference.server import run
+
+        address = args.address or settings.inference_address
+        if not address:
+            print("configuration error: give --address or INFERENCE_ADDRESS", file=sys.stderr)
+            return 2
+        return asyncio.run(run(settings, address, parent=args.parent))
     if args.command == "serve":
         from .api_runtime import serve
 

@@ -3,13 +3,17 @@
 A worker loads them in its setup function (once per job process, before any job arrives);
 every session of that process shares them. Per-session state (VAD streams, turn-detector
 streams, noise filters) is created per session, never shared.
+
+With ``Engines.remote`` (``INFERENCE_MODE=shared``) the models stay in the shared inference
+process (agent/inference/) and the same plugins are built on its client: this process loads
+no STT, TTS, turn-detector or LLM model.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from livekit.agents import AgentSession, llm, tokenize, tts
 from livekit.plugins import silero
@@ -28,6 +32,7 @@ from plugins.smart_turn import (
     SmartTurnModel,
     TurnBatcher,
 )
+from plugins.smart_turn.detector import TurnPredictor
 from plugins.whisper import WhisperSTT
 
 from .log import logger
@@ -37,6 +42,9 @@ from .session_config import SessionConfig
 from .settings import Settings
 from .swappable import SwappableTTS, SwitchableNoiseFilter
 from .voice_agent import BackchannelRule
+
+if TYPE_CHECKING:
+    from .inference.client import Header, InferenceClient
 
 # livekit-agents' default (0.5 s) makes barge-in wait half a second of speech; a third of a
 # second still ignores coughs and clicks, which the VAD's own minimum already drops.
@@ -52,8 +60,11 @@ def turn_options(settings: Settings) -> HybridTurnOptions:
     )
 
 
-def build_llm(settings: Settings) -> llm.LLM:
-    """The embedded llama.cpp model, or an OpenAI-compatible endpoint when one is set."""
+def build_llm(
+    settings: Settings, inference: InferenceClient | None = None, hello: Header | None = None
+) -> llm.LLM:
+    """The embedded llama.cpp model (here, or in the shared inference process), or an
+    OpenAI-compatible endpoint when one is set."""
     if settings.llm_base_url:
         return openai_compatible(
             base_url=settings.llm_base_url,
@@ -61,6 +72,16 @@ def build_llm(settings: Settings) -> llm.LLM:
             api_key=settings.llm_api_key or "unused",
             temperature=settings.llm_temperature,
             timeout_s=settings.llm_timeout_s,
+        )
+    if inference is not None and hello is not None and hello.get("llm"):
+        from .inference.remote import RemoteLLM
+
+        return RemoteLLM(
+            inference,
+            hello["llm"],
+            temperature=settings.llm_temperature,
+            max_tokens=settings.llm_max_tokens,
+            seed=None if settings.llm_seed < 0 else settings.llm_seed,
         )
     return LlamaLLM(
         cache_dir=settings.cache_path,
@@ -135,8 +156,11 @@ class Engines:
         llm: llm.LLM | None = None,
         turn_model: SmartTurnModel | None = None,
         clip_store: ClipStore | None = _UNSET,
+        inference: InferenceClient | None = None,
+        hello: Header | None = None,
     ) -> None:
         self.settings = settings
+        self.inference, self._hello = inference, hello or {}
         self._stt, self._piper, self._llm, self._turn_model = stt, piper, llm, turn_model
         self.clip_store = open_clip_store(settings) if clip_store is _UNSET else clip_store
         self._tts: tts.TTS | None = None
@@ -145,7 +169,7 @@ class Engines:
         self._created: set[str] = set()  # per-session models made so far: "vad", "noise"
         self._prewarm_task: asyncio.Task[int] | None = None
         self._queue_task: asyncio.Task[None] | None = None
-        self._turn_batcher: TurnBatcher | None = None
+        self._turn_batcher: TurnPredictor | None = None
 
     @classmethod
     def load(cls, settings: Settings) -> Engines:
@@ -155,16 +179,35 @@ class Engines:
         engines.preload()
         return engines
 
+    @classmethod
+    def remote(cls, settings: Settings, address: str | None = None) -> Engines:
+        """Engines served by the shared inference process at ``address`` (default
+        ``INFERENCE_ADDRESS``); waits for it to answer, up to INFERENCE_START_TIMEOUT_S."""
+        from .inference.client import InferenceClient, wait_ready
+
+        address = address or settings.inference_address
+        hello = wait_ready(address, settings.inference_start_timeout_s)
+        return cls(settings, inference=InferenceClient(address), hello=hello)
+
     def preload(self) -> None:
-        _ = self.stt, self.piper, self.llm, self.turn_model, self.tts
+        _ = self.stt, self.piper, self.llm, self.turn_batcher, self.tts
 
     def loaded(self) -> set[str]:
         """Which engines exist in this process (for tests and /readyz)."""
-        found = {"stt": self._stt, "tts": self._piper, "llm": self._llm, "turn": self._turn_model}
+        found = {"stt": self._stt, "tts": self._piper, "llm": self._llm, "turn": self._turn_batcher}
         return {name for name, engine in found.items() if engine is not None}
 
     @property
     def stt(self) -> WhisperSTT:
+        if self._stt is None and self.inference is not None:
+            from .inference.remote import RemoteDecoder
+
+            s = self.settings
+            self._stt = WhisperSTT(
+                decoder=RemoteDecoder(self.inference, self._hello),
+                beam_size=s.stt_beam_size,
+                language=s.stt_language or None,
+            )
         if self._stt is None:
             s = self.settings
             self._stt = WhisperSTT(
@@ -179,6 +222,18 @@ class Engines:
 
     @property
     def piper(self) -> PiperTTS:
+        if self._piper is None and self.inference is not None:
+            from .inference.remote import RemoteVoice
+
+            voice = RemoteVoice(self.inference, self._hello)
+            self._piper = PiperTTS(
+                model_path=voice.model_path,
+                config_path=voice.config_path,
+                speed=self.settings.tts_speed,
+                sentence_tokenizer=sentence_tokenizer(self.settings),
+                use_cuda=False,
+                synthesizer=voice,
+            )
         if self._piper is None:
             s = self.settings
             self._piper = PiperTTS(
@@ -232,7 +287,7 @@ class Engines:
         if self._llm is None:
             s = self.settings
             self._llm = ResilientLLM(
-                build_llm(s),
+                build_llm(s, self.inference, self._hello),
                 first_token_timeout_s=s.llm_timeout_s,
                 breaker=CircuitBreaker(
                     failures=s.llm_breaker_failures, reset_after_s=s.llm_breaker_reset_s
@@ -248,10 +303,16 @@ class Engines:
         return self._turn_model
 
     @property
-    def turn_batcher(self) -> TurnBatcher:
-        """Every session's end-of-turn predictions, batched on one model thread."""
+    def turn_batcher(self) -> TurnPredictor:
+        """Every session's end-of-turn predictions, batched on one model thread (here or
+        in the shared inference process)."""
         if self._turn_batcher is None:
-            self._turn_batcher = TurnBatcher(self.turn_model)
+            if self.inference is not None:
+                from .inference.remote import RemoteTurn
+
+                self._turn_batcher = RemoteTurn(self.inference)
+            else:
+                self._turn_batcher = TurnBatcher(self.turn_model)
         return self._turn_batcher
 
     def queued(self) -> dict[str, int]:
@@ -312,7 +373,7 @@ class Engines:
             tts=SwappableTTS(self.voice(config.tts_speed), release=self.release_voice),
             turn_handling={
                 "turn_detection": SmartTurnDetector(
-                    self.turn_model, options=turn, batcher=self.turn_batcher
+                    None, options=turn, batcher=self.turn_batcher
                 ),
                 "endpointing": turn.endpointing(),  # type: ignore[typeddict-item]
                 "interruption": {

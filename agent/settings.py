@@ -20,6 +20,7 @@ from typing import Any, Literal, get_args, get_origin
 NoiseFilterName = Literal["off", "rnnoise", "deepfilternet"]
 DeviceName = Literal["auto", "cuda", "cpu"]
 LogFormat = Literal["json", "console"]
+InferenceMode = Literal["shared", "process"]
 
 
 class SettingsError(ValueError):
@@ -75,6 +76,28 @@ class Settings:
         "INFERENCE_QUEUE_BUDGET_S",
         "Longest wait for an engine thread (STT, TTS, LLM, turn detector) a request may "
         "have; the worker reports itself full at 80 % of it.",
+        group="Worker",
+    )
+    inference_mode: InferenceMode = setting(
+        "shared",
+        "INFERENCE_MODE",
+        "shared: `start` runs one inference process holding the models (STT, TTS, turn "
+        "detector, embedded LLM), batching every job's requests; job processes load none. "
+        "process: every job process loads its own copy.",
+        group="Worker",
+    )
+    inference_address: str = setting(
+        "",
+        "INFERENCE_ADDRESS",
+        "Unix socket of the shared inference process (@name: abstract namespace). Empty: "
+        "a private one per worker. Set it to a server run by `python -m agent inference` "
+        "to share it between workers; `start` then connects instead of starting one.",
+        group="Worker",
+    )
+    inference_start_timeout_s: float = setting(
+        180.0,
+        "INFERENCE_START_TIMEOUT_S",
+        "Time allowed for the shared inference process to load its models.",
         group="Worker",
     )
     gpu_memory_limit: float = setting(
@@ -430,6 +453,8 @@ class Settings:
             raise SettingsError("WORKER_CAPACITY must be at least 1")
         if self.inference_queue_budget_s <= 0:
             raise SettingsError("INFERENCE_QUEUE_BUDGET_S must be positive")
+        if self.inference_start_timeout_s <= 0:
+            raise SettingsError("INFERENCE_START_TIMEOUT_S must be positive")
         if not 0 < self.gpu_memory_limit <= 1:
             raise SettingsError("GPU_MEMORY_LIMIT must be in (0, 1]")
         if not 0 < self.load_threshold < 1:

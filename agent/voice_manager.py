@@ -257,7 +257,7 @@ class VoiceManager(utils.EventEmitter[str]):
             session.update_options(
                 endpointing_opts=update.turn.endpointing(),  # type: ignore[arg-type]
                 turn_detection=SmartTurnDetector(
-                    self._engines.turn_model,
+                    None,
                     options=update.turn,
                     batcher=self._engines.turn_batcher,
                 ),

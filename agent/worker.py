@@ -5,8 +5,11 @@ What runs where (livekit-agents runs each job in its own process):
 - main process: registration with LiveKit, admission (``agent/admission.py``: metadata,
   token and tenant limits are checked before a job is accepted) and :func:`worker_load`
   (what LiveKit balances on);
-- job processes: :func:`setup` loads the engines once when the process is warmed, before
-  any job, and :func:`entrypoint` runs one room with them.
+- inference process (``INFERENCE_MODE=shared``, the default for ``start``): the one copy of
+  each model, serving every job process (agent/inference/);
+- job processes: :func:`setup` connects to the inference process (or, with
+  ``INFERENCE_MODE=process``, loads its own models) when the process is warmed, before any
+  job, and :func:`entrypoint` runs one room with them.
 
 Everything passed to the job processes is a module-level function or a picklable value,
 because they are started by a forkserver.
@@ -37,9 +40,17 @@ CONSOLE_IDENTITY = "console-user"
 
 
 def setup(settings: Settings, proc: JobProcess) -> None:
-    """Job-process warm-up: load every model once, before the process takes a job
-    (``PRELOAD_MODELS=false``: on first use, for workers that serve text rooms only)."""
+    """Job-process warm-up, before the process takes a job: connect to the shared inference
+    process when the worker runs one, else load every model here (``PRELOAD_MODELS=false``:
+    on first use, for workers that serve text rooms only)."""
     logs.install_context_factory(settings.log_transcripts)
+    if settings.inference_mode == "shared" and settings.inference_address:
+        proc.userdata["engines"] = Engines.remote(settings)
+        logger.info(
+            "engines served by the inference process",
+            extra={"pid": proc.pid, "address": settings.inference_address},
+        )
+        return
     proc.userdata["engines"] = (
         Engines.load(settings) if settings.preload_models else Engines(settings)
     )

@@ -11,7 +11,8 @@ import asyncio
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,9 @@ class _LLMOptions:
     top_p: float
     seed: int | None
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 def load_llama(model_path: Path, *, n_ctx: int, n_threads: int | None, n_gpu_layers: int) -> Any:
     try:
@@ -66,7 +70,7 @@ def load_llama(model_path: Path, *, n_ctx: int, n_threads: int | None, n_gpu_lay
         raise ModelLoadError(f"llama.cpp could not load {model_path}: {e}") from e
 
 
-def _text_messages(chat_ctx: ChatContext) -> list[dict[str, str]]:
+def text_messages(chat_ctx: ChatContext) -> list[dict[str, str]]:
     """Chat history as plain role/content pairs (the embedded models take no tools or images)."""
     messages: list[dict[str, str]] = []
     for item in chat_ctx.items:
@@ -155,6 +159,32 @@ class LlamaLLM(llm.LLM):
             opts=replace(self._opts),
         )
 
+    def options(self) -> _LLMOptions:
+        return replace(self._opts)
+
+    def options_from(self, sent: dict[str, Any]) -> _LLMOptions:
+        """Options sent by another process, over this model's own (unknown names raise
+        ``TypeError``)."""
+        return replace(self._opts, **sent)
+
+    def generate(
+        self, messages: list[dict[str, str]], opts: _LLMOptions, stop: threading.Event
+    ) -> Iterator[str]:
+        """Blocking: the reply's text pieces as llama.cpp writes them, until ``stop``."""
+        for part in self._llama.create_chat_completion(
+            messages=messages,
+            stream=True,
+            temperature=opts.temperature,
+            top_p=opts.top_p,
+            max_tokens=opts.max_tokens,
+            seed=opts.seed,
+        ):
+            if stop.is_set():
+                break
+            delta = part["choices"][0].get("delta", {})
+            if content := delta.get("content"):
+                yield str(content)
+
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -181,23 +211,12 @@ class LlamaLLMStream(llm.LLMStream):
         queue: asyncio.Queue[object] = asyncio.Queue()
         stop = threading.Event()
         request_id = utils.shortuuid()
-        messages = _text_messages(self._chat_ctx)
+        messages = text_messages(self._chat_ctx)
 
         def generate() -> None:
             try:
-                for part in self._llama_llm._llama.create_chat_completion(
-                    messages=messages,
-                    stream=True,
-                    temperature=self._opts.temperature,
-                    top_p=self._opts.top_p,
-                    max_tokens=self._opts.max_tokens,
-                    seed=self._opts.seed,
-                ):
-                    if stop.is_set():
-                        break
-                    delta = part["choices"][0].get("delta", {})
-                    if content := delta.get("content"):
-                        loop.call_soon_threadsafe(queue.put_nowait, content)
+                for content in self._llama_llm.generate(messages, self._opts, stop):
+                    loop.call_soon_threadsafe(queue.put_nowait, content)
             except Exception as e:  # delivered to the loop and translated there
                 loop.call_soon_threadsafe(queue.put_nowait, e)
             finally:

@@ -3,6 +3,8 @@
 ``stream()`` splits the incoming LLM text into sentences and synthesizes each one as soon as
 it is complete, so the first sentence plays while the LLM is still writing the rest.
 Synthesis runs in a dedicated thread; onnxruntime's CUDA provider is used when present.
+With ``synthesizer`` it runs elsewhere (the worker's shared inference process) and this
+process loads no voice.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import hashlib
 import importlib.metadata
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import onnxruntime
 from livekit.agents import (
@@ -93,6 +95,33 @@ class _TTSOptions:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class VoiceInfo:
+    """What a session needs to know of a voice it does not load itself."""
+
+    sample_rate: int
+    num_speakers: int
+    length_scale: float
+
+    @classmethod
+    def of(cls, voice: PiperVoice) -> VoiceInfo:
+        config = voice.config
+        return cls(
+            sample_rate=int(config.sample_rate),
+            num_speakers=int(getattr(config, "num_speakers", 1) or 1),
+            length_scale=float(getattr(config, "length_scale", 1.0) or 1.0),
+        )
+
+
+class VoiceSynthesizer(Protocol):
+    """Synthesis done outside this process (the shared inference process's client)."""
+
+    @property
+    def info(self) -> VoiceInfo: ...
+
+    async def synthesize(self, text: str, options: dict[str, Any]) -> bytes: ...
+
+
 # the pause spoken for text with nothing to pronounce
 PAUSE_MS = 40
 
@@ -109,6 +138,8 @@ class PiperTTS(tts.TTS):
         use_cuda: ``"auto"`` uses onnxruntime's CUDA provider when it is installed.
         sentence_tokenizer: how streamed text is cut into synthesis units.
         voice_instance: share an already loaded ``PiperVoice`` (one copy per process).
+        synthesizer: synthesize elsewhere; ``model_path`` still names the voice (its digest
+            is part of the clip-cache key) but it is not loaded here.
     """
 
     def __init__(
@@ -125,6 +156,7 @@ class PiperTTS(tts.TTS):
         use_cuda: bool | Literal["auto"] = "auto",
         sentence_tokenizer: tokenize.SentenceTokenizer | None = None,
         voice_instance: PiperVoice | None = None,
+        synthesizer: VoiceSynthesizer | None = None,
     ) -> None:
         if model_path is None:
             default_model, default_config = packaged_voice()
@@ -134,34 +166,41 @@ class PiperTTS(tts.TTS):
             self._model_path = Path(model_path)
             self._config_path = Path(config_path) if config_path else None
         self._use_cuda = cuda_provider_available() if use_cuda == "auto" else bool(use_cuda)
-        self._voice = voice_instance or load_voice(
-            self._model_path, self._config_path, self._use_cuda
-        )
+        self._synthesizer = synthesizer
+        self._voice: PiperVoice | None = None
+        if synthesizer is not None:
+            self._info = synthesizer.info
+        else:
+            self._voice = voice_instance or load_voice(
+                self._model_path, self._config_path, self._use_cuda
+            )
+            self._info = VoiceInfo.of(self._voice)
         super().__init__(
             capabilities=tts.TTSCapabilities(streaming=True),
-            sample_rate=int(self._voice.config.sample_rate),
+            sample_rate=self._info.sample_rate,
             num_channels=1,
         )
-        num_speakers = int(getattr(self._voice.config, "num_speakers", 1) or 1)
+        num_speakers = self._info.num_speakers
         if speaker_id is not None and not 0 <= speaker_id < num_speakers:
             raise ValueError(f"speaker_id {speaker_id} out of range: voice has {num_speakers}")
         self._opts = _TTSOptions(
             speaker_id=speaker_id,
-            length_scale=_length_scale(self._voice, speed, length_scale),
+            length_scale=_length_scale(self._info, speed, length_scale),
             noise_scale=noise_scale,
             noise_w_scale=noise_w_scale,
             volume=volume,
         )
         self._sentence_tokenizer = sentence_tokenizer or tokenize.blingfire.SentenceTokenizer()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper")
-        logger.info(
-            "piper voice loaded",
-            extra={
-                "voice": self._model_path.name,
-                "cuda": self._use_cuda,
-                "sample_rate": self.sample_rate,
-            },
-        )
+        if synthesizer is None:
+            logger.info(
+                "piper voice loaded",
+                extra={
+                    "voice": self._model_path.name,
+                    "cuda": self._use_cuda,
+                    "sample_rate": self.sample_rate,
+                },
+            )
 
     @property
     def model(self) -> str:
@@ -204,6 +243,7 @@ class PiperTTS(tts.TTS):
             use_cuda=self._use_cuda,
             sentence_tokenizer=self._sentence_tokenizer,
             voice_instance=self._voice,
+            synthesizer=self._synthesizer,
         )
 
     def update_options(
@@ -216,7 +256,7 @@ class PiperTTS(tts.TTS):
     ) -> None:
         if is_given(speed) or is_given(length_scale):
             self._opts.length_scale = _length_scale(
-                self._voice,
+                self._info,
                 speed if is_given(speed) else None,
                 length_scale if is_given(length_scale) else None,
             )
@@ -227,6 +267,8 @@ class PiperTTS(tts.TTS):
 
     def synthesize_pcm(self, text: str, opts: _TTSOptions | None = None) -> bytes:
         """Blocking synthesis of ``text`` into 16-bit mono PCM at ``sample_rate``."""
+        if self._voice is None:
+            raise RuntimeError("this PiperTTS synthesizes through its synthesizer, it has no voice")
         config = (opts or self._opts).synthesis_config()
         text = speakable(text)
         pcm = b""
@@ -239,10 +281,17 @@ class PiperTTS(tts.TTS):
         return pcm or bytes(2 * self.sample_rate * PAUSE_MS // 1000)
 
     async def _synthesize(self, text: str, opts: _TTSOptions) -> bytes:
+        if self._synthesizer is not None:  # errors are the synthesizer's, already APIErrors
+            return await self._synthesizer.synthesize(text, asdict(opts))
         try:
             return await in_executor(self._executor, self.synthesize_pcm, text, opts)
         except (RuntimeError, ValueError, onnxruntime.capi.onnxruntime_pybind11_state.Fail) as e:
             raise APIConnectionError(f"piper synthesis failed: {e}", retryable=False) from e
+
+    async def synthesize_with(self, text: str, options: dict[str, Any]) -> bytes:
+        """Synthesis with the options another process's ``VoiceSynthesizer`` sent
+        (unknown option names raise ``TypeError``)."""
+        return await self._synthesize(text, _TTSOptions(**options))
 
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
@@ -258,9 +307,7 @@ class PiperTTS(tts.TTS):
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _length_scale(
-    voice: PiperVoice, speed: float | None, length_scale: float | None
-) -> float | None:
+def _length_scale(info: VoiceInfo, speed: float | None, length_scale: float | None) -> float | None:
     if length_scale is not None:
         if length_scale <= 0:
             raise ValueError("length_scale must be > 0")
@@ -269,8 +316,7 @@ def _length_scale(
         return None
     if speed <= 0:
         raise ValueError("speed must be > 0")
-    base = float(getattr(voice.config, "length_scale", 1.0) or 1.0)
-    return base / speed
+    return info.length_scale / speed
 
 
 class PiperChunkedStream(tts.ChunkedStream):

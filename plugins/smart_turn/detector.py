@@ -20,7 +20,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import soxr
@@ -80,6 +80,12 @@ class HybridTurnOptions:
         return {"mode": "fixed", "min_delay": self.min_delay, "max_delay": self.silence_timeout}
 
 
+class TurnPredictor(Protocol):
+    """Whatever scores an utterance: a ``TurnBatcher`` here, or another process."""
+
+    async def predict(self, audio16k: Float32Array) -> float: ...
+
+
 class SmartTurnDetector:
     """Streaming end-of-turn detector on Smart Turn v3 (satisfies livekit-agents'
     ``_StreamingTurnDetector`` protocol).
@@ -89,17 +95,20 @@ class SmartTurnDetector:
 
     def __init__(
         self,
-        model: SmartTurnModel,
+        model: SmartTurnModel | None,
         *,
         options: HybridTurnOptions | None = None,
         executor: ThreadPoolExecutor | None = None,
-        batcher: TurnBatcher | None = None,
+        batcher: TurnPredictor | None = None,
     ) -> None:
-        self._model = model
         self.options = options or HybridTurnOptions()
         # pass the process's batcher so every session's pauses share one model thread and
-        # are scored together under load
-        self._batcher = batcher or TurnBatcher(model, executor)
+        # are scored together under load (or a client of the shared inference process)
+        if batcher is None:
+            if model is None:
+                raise ValueError("give a model or a batcher")
+            batcher = TurnBatcher(model, executor)
+        self._batcher = batcher
 
     @property
     def model(self) -> str:

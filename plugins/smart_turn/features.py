@@ -8,8 +8,10 @@ than written again.
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import numpy as np
-from faster_whisper.feature_extractor import FeatureExtractor
 
 from .._common.audio import Float32Array
 
@@ -19,7 +21,14 @@ WINDOW_SAMPLES = SAMPLE_RATE * WINDOW_S
 N_MELS = 80
 N_FRAMES = 800
 
-_extractor = FeatureExtractor(feature_size=N_MELS, sampling_rate=SAMPLE_RATE, chunk_length=WINDOW_S)
+
+@functools.cache
+def _extractor() -> Any:
+    # imported where the model runs only: a job process using the shared inference process
+    # never loads faster-whisper
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    return FeatureExtractor(feature_size=N_MELS, sampling_rate=SAMPLE_RATE, chunk_length=WINDOW_S)
 
 
 def last_window(audio: Float32Array) -> Float32Array:
@@ -33,5 +42,5 @@ def log_mel(audio: Float32Array) -> Float32Array:
     """Features of shape (80, 800) for one utterance of 16 kHz mono audio."""
     x = last_window(audio)
     x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
-    feats = _extractor(x, padding=0)
+    feats = _extractor()(x, padding=0)
     return np.asarray(feats[:, :N_FRAMES], dtype=np.float32)

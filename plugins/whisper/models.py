@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-from faster_whisper import WhisperModel
+from typing import TYPE_CHECKING, Literal
 
 from .._common.errors import ModelLoadError
+
+if TYPE_CHECKING:  # the engine library loads only where a model does
+    from faster_whisper import WhisperModel
 
 Device = Literal["auto", "cuda", "cpu"]
 ComputeType = Literal[
@@ -67,6 +68,8 @@ def load_whisper(
     resolved: ResolvedModel, *, download_root: Path | None, cpu_threads: int, num_workers: int
 ) -> WhisperModel:
     """Load with ``local_files_only``: a size name must already be in ``download_root``."""
+    from faster_whisper import WhisperModel
+
     try:
         return WhisperModel(
             resolved.source,

@@ -9,8 +9,9 @@ Two ways to use it:
 - batch: ``recognize()`` on a buffer; with ``streaming=False`` the session wraps the plugin
   in the framework's ``StreamAdapter``, which decodes each VAD segment whole.
 
-All decoding runs in a dedicated thread pool and the lazy segment generator is consumed
-there, so the event loop only moves frames.
+Decoding runs on a dedicated thread, batched across every session of the process
+(``batch.py``), so the event loop only moves frames. With ``decoder`` the decoding happens
+elsewhere (the worker's shared inference process) and this process loads no model.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-from faster_whisper import WhisperModel
 from livekit.agents import (
     DEFAULT_API_CONNECT_OPTIONS,
     APIConnectionError,
@@ -36,15 +37,29 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import AudioBuffer, is_given
 
 from .._common.audio import Float32Array, frame_to_float, frames_to_mono, to_mono
+from .._common.batching import Batcher
 from .._common.executor import in_executor
+from .batch import DecodeRequest, decode_batch
 from .log import logger
 from .models import ComputeType, Device, ResolvedModel, load_whisper, resolve_model
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
 
 SAMPLE_RATE = 16000
 # whisper's context is 30 s; older audio in one utterance is dropped rather than grown forever
 MAX_UTTERANCE_S = 30.0
 # audio kept before the first voiced frame so the onset of the first word is not clipped
 PRE_ROLL_S = 0.4
+
+
+class SpeechDecoder(Protocol):
+    """Decoding done outside this process (the shared inference process's client)."""
+
+    @property
+    def resolved(self) -> ResolvedModel: ...
+
+    async def decode(self, audio: Float32Array, language: str | None, beam_size: int) -> str: ...
 
 
 @dataclass(slots=True)
@@ -74,6 +89,8 @@ class WhisperSTT(stt.STT):
             leading silence and scheduling interims.
         vad_filter: run faster-whisper's own Silero filter inside each decode.
         model_instance: share an already loaded ``WhisperModel`` (one copy per process).
+        decoder: decode elsewhere (no model in this process); the options above that pick
+            and load a model are then ignored.
     """
 
     def __init__(
@@ -92,6 +109,7 @@ class WhisperSTT(stt.STT):
         cpu_threads: int = 0,
         num_workers: int = 1,
         model_instance: WhisperModel | None = None,
+        decoder: SpeechDecoder | None = None,
     ) -> None:
         super().__init__(
             capabilities=stt.STTCapabilities(
@@ -102,7 +120,10 @@ class WhisperSTT(stt.STT):
         )
         if beam_size < 1:
             raise ValueError("beam_size must be >= 1")
-        self._resolved: ResolvedModel = resolve_model(model, device, compute_type)
+        self._decoder = decoder
+        self._resolved: ResolvedModel = (
+            decoder.resolved if decoder else resolve_model(model, device, compute_type)
+        )
         self._opts = _STTOptions(
             beam_size=beam_size,
             language=language,
@@ -110,22 +131,26 @@ class WhisperSTT(stt.STT):
             voice_threshold_dbfs=voice_threshold_dbfs,
             vad_filter=vad_filter,
         )
-        self._model = model_instance or load_whisper(
-            self._resolved,
-            download_root=download_root,
-            cpu_threads=cpu_threads,
-            num_workers=num_workers,
-        )
         # one decode at a time per worker: CTranslate2 queues internally, we keep the loop free
         self._executor = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="whisper")
-        logger.info(
-            "whisper model loaded",
-            extra={
-                "model": self._resolved.source,
-                "device": self._resolved.device,
-                "compute_type": self._resolved.compute_type,
-            },
-        )
+        self._model: WhisperModel | None = None
+        self._batcher: Batcher[DecodeRequest, str] | None = None
+        if decoder is None:
+            self._model = model_instance or load_whisper(
+                self._resolved,
+                download_root=download_root,
+                cpu_threads=cpu_threads,
+                num_workers=num_workers,
+            )
+            self._batcher = Batcher(self.decode_batch, self._executor)
+            logger.info(
+                "whisper model loaded",
+                extra={
+                    "model": self._resolved.source,
+                    "device": self._resolved.device,
+                    "compute_type": self._resolved.compute_type,
+                },
+            )
 
     @property
     def model(self) -> str:
@@ -155,11 +180,26 @@ class WhisperSTT(stt.STT):
         if is_given(interim_interval):
             self._opts.interim_interval = interim_interval
 
+    @property
+    def batch_sizes(self) -> list[int]:
+        """Sizes of the recent batched decodes (empty when decoding elsewhere)."""
+        return self._batcher.batch_sizes if self._batcher else []
+
+    def _loaded(self) -> WhisperModel:
+        if self._model is None:
+            raise RuntimeError("this WhisperSTT decodes through its decoder, it has no model")
+        return self._model
+
+    def decode_batch(self, requests: list[DecodeRequest]) -> list[str]:
+        """Blocking decode of several utterances as one batch (see ``batch.py``)."""
+        return decode_batch(self._loaded(), requests)
+
     def transcribe_array(self, audio: Float32Array, language: str | None = None) -> str:
-        """Blocking decode of 16 kHz mono audio; consumes the lazy segment generator here."""
+        """Blocking decode of 16 kHz mono audio with faster-whisper's own ``transcribe``;
+        consumes the lazy segment generator here."""
         if audio.size == 0:
             return ""
-        segments, _info = self._model.transcribe(
+        segments, _info = self._loaded().transcribe(
             audio,
             language=language or self._opts.language,
             beam_size=self._opts.beam_size,
@@ -170,8 +210,17 @@ class WhisperSTT(stt.STT):
         return " ".join(seg.text.strip() for seg in segments).strip()
 
     async def transcribe(self, audio: Float32Array, language: str | None = None) -> str:
+        language = language or self._opts.language
+        if self._decoder is not None:  # errors are the decoder's, already APIErrors
+            return await self._decoder.decode(audio, language, self._opts.beam_size)
+        return await self.decode(audio, language, self._opts.beam_size)
+
+    async def decode(self, audio: Float32Array, language: str | None, beam_size: int) -> str:
+        """Decode with this process's model, batched with every other caller's."""
         try:
-            return await in_executor(self._executor, self.transcribe_array, audio, language)
+            if self._opts.vad_filter or self._batcher is None:
+                return await in_executor(self._executor, self.transcribe_array, audio, language)
+            return await self._batcher.submit(DecodeRequest(audio, language, beam_size))
         except (RuntimeError, ValueError, MemoryError) as e:
             raise APIConnectionError(f"faster-whisper decode failed: {e}", retryable=False) from e
 

@@ -138,6 +138,9 @@ async def test_dispatch_needs_a_valid_token_and_respects_concurrent_sessions(
 
     from tests.auth.tokens import HS_SECRET, hs256
 
+    # the limit store lives under the shared CACHE_PATH: a tenant of its own per run, so
+    # sessions left by an interrupted earlier run cannot fill this one's slots
+    tenant = f"acme-{os.getpid()}"
     fake = FakeLiveKit()
     await fake.start()
     env = worker_env(
@@ -146,7 +149,7 @@ async def test_dispatch_needs_a_valid_token_and_respects_concurrent_sessions(
         WORKER_CAPACITY="4",
         NUM_IDLE_PROCESSES="2",
         AUTH_JWT_SECRET=HS_SECRET,
-        TENANT_LIMITS=json.dumps({"acme": {"concurrent_sessions": 2}}),
+        TENANT_LIMITS=json.dumps({tenant: {"concurrent_sessions": 2}}),
     )
     proc = await start_worker(env)
     output: list[str] = []
@@ -161,7 +164,7 @@ async def test_dispatch_needs_a_valid_token_and_respects_concurrent_sessions(
 
     try:
         await fake.next_message("register", within=120)
-        acme = hs256(tenant="acme", aud=None, iss=None)
+        acme = hs256(tenant=tenant, aud=None, iss=None)
         assert not await offer("J_none", None)  # no token
         assert not await offer("J_forged", acme[:-4] + "AAAA")  # bad signature
         assert not await offer("J_initech", hs256(tenant="initech", aud=None, iss=None))

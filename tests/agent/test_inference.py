@@ -1,0 +1,232 @@
+"""The shared inference process: one copy of each model, many job processes.
+
+The server runs as the real ``python -m agent inference`` process; clients are the job
+side's engines (``Engines.remote``) in this process or in child processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.engines import Engines
+from agent.inference.client import (
+    InferenceClient,
+    InferenceRequestError,
+    InferenceUnavailable,
+    probe,
+    wait_ready,
+)
+from agent.inference.protocol import encode, socket_path
+from agent.settings import Settings
+from tests.audio_fixtures import speak, wer
+
+REPO = Path(__file__).resolve().parents[2]
+SENTENCES = [
+    "Please call me back tomorrow morning.",
+    "How is the weather today?",
+    "Turn left at the next corner.",
+]
+
+
+def settings_for(cache_dir: Path, **extra: str) -> Settings:
+    env = {"CACHE_PATH": str(cache_dir), "LLM_SEED": "42", **extra}
+    return Settings.from_env(env)
+
+
+def start_server(cache_dir: Path, address: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "CACHE_PATH": str(cache_dir), "LOG_LEVEL": "WARNING"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent", "inference", "--address", address], cwd=REPO, env=env
+    )
+
+
+@pytest.fixture(scope="module")
+def server(cache_dir: Path) -> Iterator[str]:
+    address = f"@test-inference-{os.getpid()}"
+    proc = start_server(cache_dir, address)
+    try:
+        wait_ready(address, 120, alive=lambda: proc.poll() is None)
+        yield address
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def speech(text: str) -> np.ndarray:
+    return speak(text).astype(np.float32) / 32768
+
+
+async def test_every_engine_answers_through_the_shared_process(
+    server: str, cache_dir: Path, whisper_stt
+) -> None:
+    engines = Engines.remote(settings_for(cache_dir), server)
+    audio = [speech(s) for s in SENTENCES]
+    texts = await asyncio.gather(*(engines.stt.transcribe(a) for a in audio))
+    for sentence, text in zip(SENTENCES, texts, strict=True):
+        assert wer(sentence, text) <= 0.2, text
+    # the same text as this process's own model decoding one at a time
+    assert texts == [whisper_stt.transcribe_array(a) for a in audio]
+    p = await engines.turn_batcher.predict(audio[0])
+    assert 0.0 <= p <= 1.0
+    pcm = await engines.piper._synthesize("Hello there.", engines.piper._opts)
+    assert len(pcm) > engines.piper.sample_rate  # > 0.5 s of 16-bit audio
+    assert np.abs(np.frombuffer(pcm, np.int16)).max() > 1000
+    from livekit.agents import llm
+
+    ctx = llm.ChatContext()
+    ctx.add_message(role="user", content="Say hello.")
+    pieces = []
+    async with engines.llm.chat(chat_ctx=ctx) as stream:
+        async for chunk in stream:
+            if chunk.delta and chunk.delta.content:
+                pieces.append(chunk.delta.content)
+    assert len(pieces) > 1 and "".join(pieces).strip()  # streamed, token by token
+
+
+async def test_requests_from_several_processes_are_batched(server: str) -> None:
+    """Two job processes' decodes at the same moment share encoder/decoder runs."""
+    audio = [speech(s) for s in SENTENCES * 2]
+    clients = [InferenceClient(server), InferenceClient(server)]
+
+    async def decode(i: int, a: np.ndarray) -> str:
+        reply, _ = await clients[i % 2].call(
+            "stt", {"language": "en", "beam_size": 1}, a.astype("<f4").tobytes()
+        )
+        return str(reply["text"])
+
+    texts = await asyncio.gather(*(decode(i, a) for i, a in enumerate(audio)))
+    assert texts[:3] == texts[3:]
+    stats, _ = await clients[0].call("stats")
+    assert max(stats["stt_batches"]) > 1, stats
+    for c in clients:
+        await c.aclose()
+
+
+def test_a_job_process_on_the_shared_process_loads_no_model(server: str, cache_dir: Path) -> None:
+    """What a worker's job process runs at setup and per session: no engine library."""
+    code = f"""
+import sys, json
+from agent.engines import Engines
+from agent.settings import Settings
+engines = Engines.remote(Settings.from_env({{"CACHE_PATH": {str(cache_dir)!r}}}), {server!r})
+engines.preload()
+engines.session()
+heavy = ("faster_whisper", "ctranslate2", "llama_cpp", "torch")
+print(json.dumps({{"heavy": [m for m in heavy if m in sys.modules],
+                   "loaded": sorted(engines.loaded())}}))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["heavy"] == []
+    assert report["loaded"] == ["llm", "stt", "tts", "turn"]
+
+
+async def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(server: str) -> None:
+    client = InferenceClient(server)
+    bad = [
+        ("nope", {}, b""),
+        ("stt", {"beam_size": 1}, b"\x00\x01\x02"),  # not float32
+        ("stt", {"beam_size": 0}, np.zeros(160, "<f4").tobytes()),
+        ("stt", {}, np.full(160, np.nan, "<f4").tobytes()),
+        ("stt", {}, np.zeros(31 * 16000, "<f4").tobytes()),  # past whisper's 30 s
+        ("tts", {"text": 5}, b""),
+        ("tts", {"text": "hi", "options": {"pitch": 3}}, b""),  # unknown option
+    ]
+    for op, header, body in bad:
+        with pytest.raises(InferenceRequestError) as info:
+            await client.call(op, header, body)
+        assert info.value.kind == "bad_request" and not info.value.retryable, op
+    with pytest.raises(InferenceRequestError):
+        async for _ in client.stream("llm", {"messages": "hello"}):
+            pass
+    # a peer that sends garbage loses its own connection only
+    reader, writer = await asyncio.open_unix_connection(socket_path(server))
+    writer.write(b"\x00\x00\x00\x05\x00\x00\x00\x00{oops")
+    writer.write(encode({"id": 1, "op": "hello"}))
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # closed, hello unanswered
+    writer.close()
+    reply, _ = await client.call("stt", {"beam_size": 1}, speech(SENTENCES[0]).tobytes())
+    assert wer(SENTENCES[0], reply["text"]) <= 0.2
+    await client.aclose()
+
+
+async def test_jobs_survive_the_inference_process_restarting(cache_dir: Path) -> None:
+    address = f"@test-inference-restart-{os.getpid()}"
+    proc = start_server(cache_dir, address)
+    client = InferenceClient(address)
+    try:
+        wait_ready(address, 120, alive=lambda: proc.poll() is None)
+        audio = speech(SENTENCES[1]).tobytes()
+        assert (await client.call("stt", {"beam_size": 1}, audio))[0]["text"]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        with pytest.raises(InferenceUnavailable) as info:  # retryable: livekit-agents retries
+            await client.call("stt", {"beam_size": 1}, audio)
+        assert info.value.retryable
+        proc = start_server(cache_dir, address)
+        wait_ready(address, 120, alive=lambda: proc.poll() is None)
+        reply, _ = await client.call("stt", {"beam_size": 1}, audio)  # same client, reconnected
+        assert wer(SENTENCES[1], reply["text"]) <= 0.2
+    finally:
+        await client.aclose()
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_the_host_restarts_a_dead_inference_process(cache_dir: Path) -> None:
+    from agent.inference.host import InferenceHost
+
+    address = f"@test-inference-host-{os.getpid()}"
+    host = InferenceHost(settings_for(cache_dir), address)
+    try:
+        first = host.start()["pid"]
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        pid = first
+        while pid == first and time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                pid = probe(address)["pid"]
+            except OSError:
+                continue
+        assert pid != first and host.restarts == 1
+    finally:
+        host.stop()
+    with pytest.raises(OSError):
+        probe(address)  # stopped with the worker
+
+
+async def test_a_voice_turn_with_barge_in_on_the_shared_engines(
+    server: str, cache_dir: Path
+) -> None:
+    """The VoiceManager path a room runs (VAD, turn detector, STT, LLM, TTS, barge-in) with
+    every model in the other process."""
+    from agent.voice_manager import VoiceManager
+    from benchmarks.harness import BARGE_IN, QUESTIONS, Caller, espeak_16k
+
+    engines = Engines.remote(settings_for(cache_dir, CACHE_MAX_BYTES="0"), server)
+    manager = VoiceManager(engines, instructions="Answer in one short sentence.")
+    try:
+        caller = await Caller.join(manager, "caller")
+        result = await caller.turn(espeak_16k(QUESTIONS[0]))
+        assert result.error is None and result.voice_to_voice_ms is not None
+        assert wer(QUESTIONS[0], caller.probe.transcripts[-1]) <= 0.3
+        stopped_ms = await caller.barge_in(espeak_16k(BARGE_IN), after=1.0)
+        assert stopped_ms is not None  # the agent's audio stopped for the user
+    finally:
+        await manager.aclose()
