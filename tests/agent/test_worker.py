@@ -95,6 +95,10 @@ async def test_start_registers_accepts_dispatch_and_refuses_when_full(cache_dir:
         assert '"instructions_from": "metadata"' in log, log[-3000:]
         assert "dispatch rejected" in log and "bad_metadata" in log
         assert "room-0" not in log.split("job started", 1)[1]  # the bad job never started
+        # the models live in the worker's inference process; the job process loaded none
+        assert "inference server ready" in log and "whisper model loaded" in log
+        assert "engines served by the inference process" in log
+        assert log.count("whisper model loaded") == 1, log[-3000:]
         # one JSON stream: the job process's record, formatted by the main process, carries
         # the job's bound context
         started = next(json.loads(line) for line in output if '"job started"' in line)
