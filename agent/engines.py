@@ -372,9 +372,7 @@ class Engines:
             llm=self.llm,
             tts=SwappableTTS(self.voice(config.tts_speed), release=self.release_voice),
             turn_handling={
-                "turn_detection": SmartTurnDetector(
-                    None, options=turn, batcher=self.turn_batcher
-                ),
+                "turn_detection": SmartTurnDetector(None, options=turn, batcher=self.turn_batcher),
                 "endpointing": turn.endpointing(),  # type: ignore[typeddict-item]
                 "interruption": {
                     "mode": "vad",

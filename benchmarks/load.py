@@ -14,6 +14,10 @@ own:
   interruption) with a naive whisper STT, the framework's ``StreamAdapter`` decoding each
   VAD segment whole, and Piper without the cache or early chunk. Same models, same LLM.
 
+``--shared`` adds a third run, ``shared``: ours laid out as the worker runs it with
+``INFERENCE_MODE=shared``, each session in its own job process and every model in one
+``python -m agent inference`` process that batches their requests.
+
 Reports p50/p95/p99 of voice-to-voice latency (end of user speech to first agent audio),
 STT final latency, end-of-turn delay, LLM time to first token, TTS time to first audio,
 barge-in latency (user speech start to agent audio stop) and agent frame jitter; CPU
@@ -56,7 +60,7 @@ METRICS = [
 ]
 
 
-def build_engines(pipeline: str, cache: Path) -> Any:
+def build_engines(pipeline: str, cache: Path, address: str = "") -> Any:
     from livekit.agents import AgentSession
     from livekit.plugins import silero
 
@@ -65,6 +69,8 @@ def build_engines(pipeline: str, cache: Path) -> Any:
     from plugins.whisper import WhisperSTT
 
     settings = Settings(cache_path=cache, llm_max_tokens=30, llm_seed=42)
+    if pipeline == "shared":
+        return Engines.remote(settings, address)
     engines = Engines.load(settings)
     if pipeline == "ours":
         return engines
@@ -98,10 +104,19 @@ def build_engines(pipeline: str, cache: Path) -> Any:
     return BaselineEngines()
 
 
-async def run_pipeline(pipeline: str, sessions: int, turns: int, cache: Path) -> dict[str, Any]:
+async def run_pipeline(
+    pipeline: str,
+    sessions: int,
+    turns: int,
+    cache: Path,
+    *,
+    address: str = "",
+    first: int = 0,
+    wait_for_go: bool = False,
+) -> dict[str, Any]:
     from agent.voice_manager import VoiceManager
 
-    engines = build_engines(pipeline, cache)
+    engines = build_engines(pipeline, cache, address)
     speech = [espeak_16k(q) for q in QUESTIONS]
     interrupt = espeak_16k(BARGE_IN)
     manager = VoiceManager(engines, instructions="Answer in one short sentence.")
@@ -109,12 +124,16 @@ async def run_pipeline(pipeline: str, sessions: int, turns: int, cache: Path) ->
     warm = await Caller.join(manager, "warm-up")
     await warm.turn(speech[0])
     await manager.detach("warm-up")
+    if wait_for_go:  # every job process warmed: start the callers together
+        print('{"warm": true}', flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     base = Resources.now()
     rng = random.Random(7)
+    arrivals = [rng.uniform(0, 2.0) for _ in range(first + sessions)][first:]
     peak_rss = base.rss_mb
 
     async def caller(i: int) -> Caller:
-        await asyncio.sleep(rng.uniform(0, 2.0))  # callers do not arrive in lockstep
+        await asyncio.sleep(arrivals[i])  # callers do not arrive in lockstep
         c = await Caller.join(manager, f"caller-{i}")
         for t in range(turns):
             await c.turn(speech[(i + t) % len(speech)])
@@ -132,6 +151,9 @@ async def run_pipeline(pipeline: str, sessions: int, turns: int, cache: Path) ->
     started = time.monotonic()
     try:
         callers = await asyncio.gather(*(caller(i) for i in range(sessions)))
+        if wait_for_go:  # let the other job processes finish before this one leaves
+            print('{"done": true}', flush=True)
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     finally:
         watcher.cancel()
         await manager.aclose()
@@ -155,9 +177,90 @@ async def run_pipeline(pipeline: str, sessions: int, turns: int, cache: Path) ->
         "errors": errors,
         "duration_s": round(elapsed, 1),
         **{m: summarize(values[m]) for m in METRICS},
+        "values": values,
         "cpu_s_per_session": round((end.cpu_s - base.cpu_s) / sessions, 2),
         "rss_mb_base": base.rss_mb,
         "rss_mb_per_session": round((peak_rss - base.rss_mb) / sessions, 1),
+    }
+
+
+def run_shared(args: argparse.Namespace) -> dict[str, Any]:
+    """``args.sessions`` job processes with one session each, all on one inference process;
+    the callers start together once every process is warm."""
+    import psutil
+
+    from agent.inference.client import wait_ready
+
+    address = f"@voice-agent-load-bench-{os.getpid()}"
+    env = {**os.environ, "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
+    env.setdefault("LOG_LEVEL", "WARNING")
+    server_env = {**env, "CACHE_PATH": str(args.cache), "LLM_MAX_TOKENS": "30", "LLM_SEED": "42"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "agent", "inference", "--address", address], env=server_env
+    )
+    jobs: list[subprocess.Popen[str]] = []
+    try:
+        wait_ready(address, 300, alive=lambda: server.poll() is None)
+        for i in range(args.sessions):
+            cmd = [sys.executable, __file__, "--only", "shared", "--sessions", "1"]
+            cmd += ["--turns", str(args.turns), "--cache", str(args.cache)]
+            cmd += ["--address", address, "--first", str(i)]
+            jobs.append(
+                subprocess.Popen(
+                    cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+                )
+            )
+
+        def until(job: subprocess.Popen[str], marker: str) -> list[str]:
+            assert job.stdout is not None
+            seen = []
+            for line in job.stdout:
+                seen.append(line)
+                if line.startswith(marker):
+                    return seen
+            raise SystemExit(f"shared job process exited with {job.wait()}")
+
+        def tell(job: subprocess.Popen[str]) -> None:
+            assert job.stdin is not None
+            job.stdin.write("go\n")
+            job.stdin.flush()
+
+        for job in jobs:
+            until(job, '{"warm"')
+        server_cpu = sum(psutil.Process(server.pid).cpu_times()[:2])
+        started = time.monotonic()
+        for job in jobs:
+            tell(job)
+        for job in jobs:
+            until(job, '{"done"')
+        elapsed = time.monotonic() - started
+        server_cpu = sum(psutil.Process(server.pid).cpu_times()[:2]) - server_cpu
+        results = []
+        for job in jobs:
+            tell(job)
+            lines = [x for x in until(job, '{"pipeline"') if x.startswith('{"pipeline"')]
+            results.append(json.loads(lines[-1]))
+    finally:
+        for job in jobs:
+            if job.poll() is None:
+                job.kill()
+        server.terminate()
+        server.wait(30)
+    values: dict[str, list[float]] = {m: [] for m in METRICS}
+    for r in results:
+        for m in METRICS:
+            values[m].extend(r["values"][m])
+    job_cpu = sum(r["cpu_s_per_session"] for r in results)
+    return {
+        "pipeline": "shared",
+        "sessions": args.sessions,
+        "turns": sum(r["turns"] for r in results),
+        "errors": sum(r["errors"] for r in results),
+        "duration_s": round(elapsed, 1),
+        **{m: summarize(values[m]) for m in METRICS},
+        "values": values,
+        "cpu_s_per_session": round((job_cpu + server_cpu) / args.sessions, 2),
+        "rss_mb_per_session": None,  # a process each: see benchmarks/memory.py
     }
 
 
@@ -195,14 +298,32 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=1)
     parser.add_argument("--turns", type=int, default=2, help="spoken turns per session")
     parser.add_argument("--cache", type=Path, default=Path(".cache"))
-    parser.add_argument("--only", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--shared",
+        action="store_true",
+        help="also run ours with one job process per session on a shared inference process",
+    )
+    parser.add_argument("--only", choices=["ours", "baseline", "shared"], help=argparse.SUPPRESS)
+    parser.add_argument("--address", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
-        result = asyncio.run(run_pipeline(args.only, args.sessions, args.turns, args.cache))
+        result = asyncio.run(
+            run_pipeline(
+                args.only,
+                args.sessions,
+                args.turns,
+                args.cache,
+                address=args.address,
+                first=args.first,
+                wait_for_go=args.only == "shared",
+            )
+        )
         print(json.dumps(result))
         return
 
     ours, baseline = run_child("ours", args), run_child("baseline", args)
+    shared = run_shared(args) if args.shared else None
     print(f"{args.sessions} session(s), {args.turns} turns + 1 barge-in each")
     print(f"{'metric':22}{'ours p50/p95/p99':>26}{'baseline p50/p95/p99':>26}{'p95 ratio':>11}")
     ratios: dict[str, float | None] = {}
@@ -217,6 +338,20 @@ def main() -> None:
     for key in ("cpu_s_per_session", "rss_mb_per_session", "errors"):
         ratios[key] = ratio(ours[key], baseline[key])
         print(f"{key:22}{ours[key]!s:>26}{baseline[key]!s:>26}{ratios[key]!s:>11}")
+    shared_ratios: dict[str, float | None] = {}
+    if shared is not None:
+        print(f"\nshared inference process, one job process per session{'p95 ratio':>20}")
+        for m in METRICS:
+            s, b = shared[m], baseline[m]
+            shared_ratios[m] = ratio(s["p95"], b["p95"])
+            line = f"{s['p50']}/{s['p95']}/{s['p99']} (n={s['n']})"
+            print(f"{m:22}{line:>26}{'':>26}{shared_ratios[m]!s:>11}")
+        for key in ("cpu_s_per_session", "errors"):
+            shared_ratios[key] = ratio(shared[key], baseline[key])
+            print(f"{key:22}{shared[key]!s:>26}{'':>26}{shared_ratios[key]!s:>11}")
+    for run in (ours, baseline, shared):
+        if run is not None:
+            run.pop("values", None)
     print(
         json.dumps(
             {
@@ -225,6 +360,8 @@ def main() -> None:
                 "ours": ours,
                 "baseline": baseline,
                 "ratio_p95_ours_over_baseline": ratios,
+                "shared": shared,
+                "ratio_p95_shared_over_baseline": shared_ratios or None,
                 "machine": machine(),
             }
         )

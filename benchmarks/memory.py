@@ -67,7 +67,9 @@ async def child(mode: str, address: str, cache: str) -> None:
     await manager.aclose()
 
 
-def start_child(mode: str, address: str, cache: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+def start_child(
+    mode: str, address: str, cache: str
+) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     env = {**os.environ, "MALLOC_ARENA_MAX": "2", "LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen(
         [sys.executable, __file__, "--child", mode, "--address", address, "--cache", cache],

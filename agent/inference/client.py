@@ -107,12 +107,12 @@ class InferenceClient:
         return conn
 
     async def call(
-        self, op: str, header: Header | None = None, body: bytes = b"", *, timeout: float = 30.0
+        self, op: str, header: Header | None = None, body: bytes = b"", *, timeout_s: float = 30.0
     ) -> tuple[Header, bytes]:
         """One request, one answer."""
         conn, rid, queue = await self._send(op, header or {}, body)
         try:
-            reply, reply_body = await self._next(queue, op, timeout)
+            reply, reply_body = await self._next(queue, op, timeout_s)
             return reply, reply_body
         except (InferenceUnavailable, asyncio.CancelledError):
             await self._cancel(conn, rid)  # nobody waits for the answer any more
@@ -121,14 +121,14 @@ class InferenceClient:
             conn.waiting.pop(rid, None)
 
     async def stream(
-        self, op: str, header: Header | None = None, *, timeout: float = 30.0
+        self, op: str, header: Header | None = None, *, timeout_s: float = 30.0
     ) -> AsyncIterator[Header]:
         """One request, a stream of pieces; leaving the loop early cancels the request."""
         conn, rid, queue = await self._send(op, header or {}, b"")
         finished = False
         try:
             while True:
-                reply, _ = await self._next(queue, op, timeout)
+                reply, _ = await self._next(queue, op, timeout_s)
                 if reply.get("end"):
                     finished = True
                     return
@@ -157,13 +157,13 @@ class InferenceClient:
 
     @staticmethod
     async def _next(
-        queue: asyncio.Queue[tuple[Header, bytes] | Exception], op: str, timeout: float
+        queue: asyncio.Queue[tuple[Header, bytes] | Exception], op: str, timeout_s: float
     ) -> tuple[Header, bytes]:
         try:
-            item = await asyncio.wait_for(queue.get(), timeout)
+            item = await asyncio.wait_for(queue.get(), timeout_s)
         except TimeoutError as e:
             raise InferenceUnavailable(
-                f"the inference process did not answer {op!r} within {timeout:.0f} s"
+                f"the inference process did not answer {op!r} within {timeout_s:.0f} s"
             ) from e
         if isinstance(item, Exception):
             raise item

@@ -84,7 +84,7 @@ class InferenceHost:
                 wait_ready(
                     self.address,
                     self.settings.inference_start_timeout_s,
-                    alive=lambda: proc.poll() is None,
+                    alive=lambda p=proc: p.poll() is None,  # type: ignore[misc]
                 )
                 logger.info("inference process back", extra={"pid": proc.pid})
                 pause = 1.0

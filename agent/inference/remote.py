@@ -45,7 +45,7 @@ class RemoteDecoder:
             "stt",
             {"language": language, "beam_size": beam_size},
             _f32(audio),
-            timeout=REQUEST_TIMEOUT_S,
+            timeout_s=REQUEST_TIMEOUT_S,
         )
         return str(reply["text"])
 
@@ -66,7 +66,7 @@ class RemoteVoice:
 
     async def synthesize(self, text: str, options: dict[str, Any]) -> bytes:
         _, pcm = await self._client.call(
-            "tts", {"text": text, "options": options}, timeout=REQUEST_TIMEOUT_S
+            "tts", {"text": text, "options": options}, timeout_s=REQUEST_TIMEOUT_S
         )
         return pcm
 
@@ -79,7 +79,7 @@ class RemoteTurn:
         self._client = client
 
     async def predict(self, audio16k: np.ndarray) -> float:
-        reply, _ = await self._client.call("turn", body=_f32(audio16k), timeout=5.0)
+        reply, _ = await self._client.call("turn", body=_f32(audio16k), timeout_s=5.0)
         return float(reply["p"])
 
 
@@ -148,7 +148,7 @@ class RemoteLLMStream(llm.LLMStream):
         request_id = utils.shortuuid()
         header = {"messages": text_messages(self._chat_ctx), "options": self._opts.to_dict()}
         # closing this stream (barge-in) leaves the loop, which cancels the generation there
-        pieces = self._remote._client.stream("llm", header, timeout=REQUEST_TIMEOUT_S)
+        pieces = self._remote._client.stream("llm", header, timeout_s=REQUEST_TIMEOUT_S)
         async with aclosing(pieces):
             async for piece in pieces:
                 self._event_ch.send_nowait(

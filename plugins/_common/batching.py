@@ -10,6 +10,7 @@ the number of sessions as fast as it would one by one.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
@@ -47,7 +48,9 @@ class Batcher(Generic[T, R]):
         future: asyncio.Future[R] = loop.create_future()
         self._pending.append((item, future))
         if self._runner is None or self._runner.done():
-            self._runner = asyncio.create_task(self._run())
+            # a fresh context: the runner serves every session, and a copy of the first
+            # caller's context would keep that caller's session alive as long as the runner
+            self._runner = asyncio.create_task(self._run(), context=contextvars.Context())
         return await future
 
     async def _run(self) -> None:

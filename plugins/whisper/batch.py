@@ -69,9 +69,9 @@ def _decode_group(
         language=(language or "en") if multilingual else "en",
     )
     # the extractor returns one frame past the audio; transcribe() drops it too
-    features = np.stack(
-        [pad_or_trim(model.feature_extractor(a)[:, :-1]) for a in audios]
-    ).astype(np.float32)
+    features = np.stack([pad_or_trim(model.feature_extractor(a)[:, :-1]) for a in audios]).astype(
+        np.float32
+    )
     encoded = model.encode(features)
     prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
     prompts = [list(prompt) for _ in audios]
