@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
-from .executor import in_executor
+from .executor import QUEUE_DELAYS, in_executor
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -35,7 +35,11 @@ class Batcher(Generic[T, R]):
         self._run_batch = run_batch
         self._executor = executor
         self._max_batch = max_batch
-        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        # a request waiting here for the next batch is queued as surely as one waiting for
+        # the engine thread: its wait is recorded under the thread's name for the load
+        # function (the thread's own queue never holds more than the running batch)
+        self._engine = getattr(executor, "_thread_name_prefix", "") or "engine"
+        self._pending: list[tuple[T, asyncio.Future[R], int]] = []
         self._runner: asyncio.Task[None] | None = None
         self.batch_sizes: list[int] = []  # recent runs, for tests, benchmarks and logs
 
@@ -46,7 +50,9 @@ class Batcher(Generic[T, R]):
             # can no longer be answered
             self._pending, self._runner = [], None
         future: asyncio.Future[R] = loop.create_future()
-        self._pending.append((item, future))
+        ticket = QUEUE_DELAYS.submitted(self._engine)
+        future.add_done_callback(lambda _: QUEUE_DELAYS.forget(self._engine, ticket))
+        self._pending.append((item, future, ticket))
         if self._runner is None or self._runner.done():
             # a fresh context: the runner serves every session, and a copy of the first
             # caller's context would keep that caller's session alive as long as the runner
@@ -57,7 +63,10 @@ class Batcher(Generic[T, R]):
         while self._pending:
             batch = self._pending[: self._max_batch]
             self._pending = self._pending[self._max_batch :]
-            live = [(item, fut) for item, fut in batch if not fut.done()]  # not cancelled
+            live = [(item, fut) for item, fut, _ in batch if not fut.done()]  # not cancelled
+            for _, fut, ticket in batch:
+                if not fut.done():
+                    QUEUE_DELAYS.started(self._engine, ticket)
             if not live:
                 continue
             self.batch_sizes = [*self.batch_sizes[-255:], len(live)]

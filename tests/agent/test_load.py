@@ -80,3 +80,25 @@ def test_the_main_process_reads_the_delay_job_processes_publish(tmp_path: Path) 
     finally:
         job.kill()
         job.wait()
+
+
+async def test_requests_waiting_for_the_next_batch_count_as_queue_delay() -> None:
+    """Batched engines (whisper, Smart Turn) hold waiting requests in the batcher, not in
+    the thread's queue; those waits must reach the load function too."""
+    from plugins._common.batching import Batcher
+
+    def slow_batch(items: list[int]) -> list[int]:
+        time.sleep(0.3)
+        return items
+
+    batcher: Batcher[int, int] = Batcher(
+        slow_batch, ThreadPoolExecutor(1, thread_name_prefix="batched"), max_batch=1
+    )
+    calls = [asyncio.ensure_future(batcher.submit(i)) for i in range(3)]
+    await asyncio.sleep(0.2)
+    # the second and third requests wait while the first batch runs
+    assert QUEUE_DELAYS.delay("batched") >= 0.15
+    assert await asyncio.gather(*calls) == [0, 1, 2]
+    # the third waited two batches
+    assert QUEUE_DELAYS.delay("batched", window_s=5.0) >= 0.5
+    batcher.shutdown()
