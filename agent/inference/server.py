@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import threading
+from contextlib import aclosing
 from typing import Any
 
 import numpy as np
@@ -207,31 +207,11 @@ class InferenceServer:
             raise BadRequest("this inference process serves no LLM (LLM_BASE_URL is set)")
         messages = _messages(header.get("messages"))
         opts = self.llm.options_from(header.get("options") or {})
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        stop = threading.Event()
-        done = object()
-
-        def generate() -> None:
-            try:
-                for piece in self.llm.generate(messages, opts, stop):  # type: ignore[union-attr]
-                    loop.call_soon_threadsafe(queue.put_nowait, piece)
-            except Exception as e:
-                loop.call_soon_threadsafe(queue.put_nowait, e)
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, done)
-
-        from plugins._common.executor import in_executor
-
-        fut = in_executor(self.llm._executor, generate)
-        try:
-            while (item := await queue.get()) is not done:
-                if isinstance(item, Exception):
-                    raise RuntimeError(f"llama.cpp generation failed: {item}") from item
-                yield item
-        finally:
-            stop.set()  # a cancelled request (barge-in) frees the model at the next token
-            await asyncio.shield(fut)
+        # a cancelled request (barge-in) closes this, which frees the model at the next token
+        pieces = self.llm.pieces(messages, opts)
+        async with aclosing(pieces):
+            async for piece in pieces:
+                yield piece
 
 
 async def _watch_parent(parent: int, stop: asyncio.Event) -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,34 @@ class LlamaLLM(llm.LLM):
             if content := delta.get("content"):
                 yield str(content)
 
+    async def pieces(self, messages: list[dict[str, str]], opts: _LLMOptions) -> AsyncIterator[str]:
+        """``generate`` on the model's thread, its pieces handed to the event loop one by
+        one; closing the iterator (barge-in) stops generation at the next token."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        stop = threading.Event()
+
+        def generate() -> None:
+            try:
+                for content in self.generate(messages, opts, stop):
+                    loop.call_soon_threadsafe(queue.put_nowait, content)
+            except Exception as e:  # delivered to the loop and translated there
+                loop.call_soon_threadsafe(queue.put_nowait, e)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        fut = in_executor(self._executor, generate)
+        try:
+            while (item := await queue.get()) is not _DONE:
+                if isinstance(item, Exception):
+                    raise APIConnectionError(
+                        f"llama.cpp generation failed: {item}", retryable=False
+                    ) from item
+                yield str(item)
+        finally:
+            stop.set()
+            await asyncio.shield(fut)
+
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -207,34 +236,13 @@ class LlamaLLMStream(llm.LLMStream):
         self._opts = opts
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        stop = threading.Event()
         request_id = utils.shortuuid()
-        messages = text_messages(self._chat_ctx)
-
-        def generate() -> None:
-            try:
-                for content in self._llama_llm.generate(messages, self._opts, stop):
-                    loop.call_soon_threadsafe(queue.put_nowait, content)
-            except Exception as e:  # delivered to the loop and translated there
-                loop.call_soon_threadsafe(queue.put_nowait, e)
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
-
-        fut = in_executor(self._llama_llm._executor, generate)
-        try:
-            while (item := await queue.get()) is not _DONE:
-                if isinstance(item, Exception):
-                    raise APIConnectionError(
-                        f"llama.cpp generation failed: {item}", retryable=False
-                    ) from item
+        pieces = self._llama_llm.pieces(text_messages(self._chat_ctx), self._opts)
+        async with aclosing(pieces):
+            async for piece in pieces:
                 self._event_ch.send_nowait(
                     llm.ChatChunk(
-                        id=request_id, delta=llm.ChoiceDelta(role="assistant", content=str(item))
+                        id=request_id, delta=llm.ChoiceDelta(role="assistant", content=piece)
                     )
                 )
-        finally:
-            stop.set()
-            await asyncio.shield(fut)
         logger.debug("llama generation done", extra={"request_id": request_id})
