@@ -32,7 +32,7 @@ def _start_inference(settings: Settings) -> tuple[Settings, Any]:
     if settings.inference_address:  # run by the operator, shared with other workers
         wait_ready(settings.inference_address, settings.inference_start_timeout_s)
         return settings, None
-    host = InferenceHost(settings, private_address())
+    host = InferenceHost(settings, private_address(), owns_directory=True)
     host.start()
     return dataclasses.replace(settings, inference_address=host.address), host
 
@@ -108,6 +108,9 @@ def _multiprocess_metrics(command: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # everything the worker writes (clips, limit and cache indexes, sockets, temporary
+    # metrics) is the worker user's alone
+    os.umask(0o077)
     _multiprocess_metrics(argv[0] if argv else "")
     try:
         settings = Settings.from_env()
@@ -136,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     inf = sub.add_parser(
         "inference", help="the shared inference process alone (models for every job process)"
     )
-    inf.add_argument("--address", default=None, help="Unix socket; @name: abstract namespace")
+    inf.add_argument("--address", default=None, help="Unix socket path (its directory: 0700)")
     inf.add_argument("--parent", type=int, default=None, help=argparse.SUPPRESS)
     oapi = sub.add_parser("openapi", help="write the HTTP API's OpenAPI document")
     oapi.add_argument("-o", "--output", type=Path, default=None, help="file (default stdout)")

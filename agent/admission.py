@@ -1,28 +1,33 @@
-"""Who may start a session, and how many: token and tenant limits at dispatch time.
+"""Who may start a session, and how many: credentials, the room rule and tenant limits at
+dispatch time.
 
 In the worker's main process :meth:`Admission.on_request` sees every job LiveKit offers,
-before any process is used: it parses the dispatch metadata, verifies the backend's token in
-it, and takes a session for the token's tenant (``sessions_per_minute`` and a
+before any process is used: it parses the dispatch metadata, verifies the dispatch grant
+(from ``/v1/dispatch``) or the backend's own token in it, checks that the room is the
+tenant's (auth/rooms.py), and takes a session for the tenant (``sessions_per_minute`` and a
 ``concurrent_sessions`` lease). Any failure rejects the job, with the reason logged (never
 the token).
 
-The job process then holds the lease: :class:`SessionLease` renews it while the job runs and
-gives it back when the job ends, so the slot frees when a session ends, and within a lease
-period when a job process dies without saying so.
+The job process reads its tenant by verifying the same credentials again (signature only:
+they were checked in time at admission), never from an unverified claim; with auth off
+every job is ``anonymous``. It then holds the lease: :class:`SessionLease` renews it while
+the job runs and gives it back when the job ends; a job that loses it (the slot was taken
+after a long stall) is told, so it can end its sessions politely.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-import jwt
 from livekit.agents import JobRequest
 
 from auth.backends import backend_from_settings
-from auth.errors import AuthError
+from auth.errors import AuthError, RateLimitedError
+from auth.grants import DispatchGrants, grant_key
 from auth.limits import SESSION_LEASE_S, Limiter, TenantPolicy
+from auth.rooms import check_room, check_room_name
 from auth.tokens import TokenConfig, TokenVerifier
 
 from .dispatch import DispatchMetadata, MetadataError
@@ -41,8 +46,14 @@ def token_config(settings: Settings) -> TokenConfig:
         issuer=settings.auth_issuer,
         tenant_claim=settings.tenant_claim,
         leeway_s=settings.auth_leeway_s,
+        max_lifetime_s=settings.auth_max_token_lifetime_s,
         jwks_refresh_cooldown_s=settings.auth_jwks_refresh_cooldown_s,
     )
+
+
+def dispatch_grants(settings: Settings) -> DispatchGrants:
+    key = grant_key(settings.dispatch_grant_secret, settings.livekit_api_secret)
+    return DispatchGrants(key, ttl_s=settings.dispatch_grant_ttl_s)
 
 
 def build_limiter(settings: Settings) -> Limiter:
@@ -53,17 +64,36 @@ def build_limiter(settings: Settings) -> Limiter:
     )
 
 
-def job_tenant(meta: DispatchMetadata, tenant_claim: str) -> str:
-    """The tenant of an admitted job. The token was verified by the main process before the
-    job was accepted, so the job process only reads the claim."""
-    if not meta.token:
-        return ANONYMOUS
-    try:
-        claims: dict[str, Any] = jwt.decode(meta.token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        return ANONYMOUS
-    tenant = claims.get(tenant_claim)
-    return tenant if isinstance(tenant, str) and tenant else ANONYMOUS
+class DispatchCredentials:
+    """Whose dispatch a job is: the grant or token in its metadata, verified, and the room
+    rule applied."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.verifier = TokenVerifier(token_config(settings))
+        self.grants = dispatch_grants(settings)
+        self.known_tenants = TenantPolicy.parse(settings.tenant_limits).known_tenants()
+        self.agent_name = settings.agent_name
+
+    @property
+    def enabled(self) -> bool:
+        return self.verifier.config.enabled
+
+    async def tenant_of(self, meta: DispatchMetadata, room: str, *, check_time: bool = True) -> str:
+        """The verified tenant of a job in ``room``; raises ``AuthError`` or
+        ``MetadataError``. With auth off: ``anonymous``, whatever the metadata claims."""
+        if not self.enabled:
+            return ANONYMOUS
+        check_room_name(room)
+        if meta.grant:
+            grant = self.grants.verify(
+                meta.grant, room=room, agent=self.agent_name, check_time=check_time
+            )
+            return grant.tenant
+        if meta.token:
+            ident = await self.verifier.averify(meta.token, check_time=check_time)
+            check_room(ident.tenant, room, ident.rooms, self.known_tenants)
+            return ident.tenant
+        raise MetadataError("dispatch metadata carries no grant or token", field="grant")
 
 
 class Admission:
@@ -71,7 +101,7 @@ class Admission:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._verifier = TokenVerifier(token_config(settings))
+        self._credentials = DispatchCredentials(settings)
         self._limiter: Limiter | None = None
 
     @property
@@ -85,17 +115,13 @@ class Admission:
         job_id, room = req.job.id, req.room.name
         try:
             meta = DispatchMetadata.parse(req.job.metadata)
-            tenant = ANONYMOUS
-            if self._verifier.config.enabled:
-                if not meta.token:
-                    raise MetadataError("dispatch metadata carries no token", field="token")
-                tenant = (await self._verifier.averify(meta.token)).tenant
+            tenant = await self._credentials.tenant_of(meta, room)
             await self.limiter.admit_session(tenant, job_id)
         except (MetadataError, AuthError) as e:
             code = getattr(e, "code", "bad_metadata")
             logger.warning(
                 "dispatch rejected",
-                extra={"job_id": job_id, "room": room, "reason": code, "error": str(e)},
+                extra={"job_id": job_id, "room": room[:128], "reason": code, "error": str(e)},
             )
             SESSIONS_REJECTED.labels(code).inc()
             await req.reject()
@@ -105,29 +131,55 @@ class Admission:
 
 
 class SessionLease:
-    """The job's hold on its tenant's ``concurrent_sessions`` slot."""
+    """The job's hold on its tenant's ``concurrent_sessions`` slot.
 
-    def __init__(self, limiter: Limiter, tenant: str, session_id: str) -> None:
+    ``on_lost`` is called once if a renewal finds the slot taken by another session (this
+    job stalled past its lease and the tenant's limit was reached meanwhile); renewal then
+    stops. An unreachable limit store is not a loss: the job goes on.
+    """
+
+    def __init__(
+        self,
+        limiter: Limiter,
+        tenant: str,
+        session_id: str,
+        *,
+        on_lost: Callable[[], Awaitable[None]] | None = None,
+        interval_s: float = SESSION_LEASE_S / 3,
+    ) -> None:
         self._limiter = limiter
         self.tenant = tenant
         self._session_id = session_id
+        self._on_lost = on_lost
+        self._interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
+        self.lost = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._renew())
 
     async def _renew(self) -> None:
         while True:
-            await asyncio.sleep(SESSION_LEASE_S / 3)
+            await asyncio.sleep(self._interval_s)
             try:
                 await self._limiter.renew_session(self.tenant, self._session_id)
-            except AuthError as e:  # the slot was taken over after a long stall: keep going
+            except RateLimitedError:
+                self.lost = True
+                logger.warning(
+                    "session lease lost: the tenant's slot was taken; ending the job",
+                    extra={"tenant": self.tenant},
+                )
+                if self._on_lost is not None:
+                    await self._on_lost()
+                return
+            except AuthError as e:  # the store is unreachable (fail closed): keep going
                 logger.warning("session lease not renewed", extra={"error": str(e)})
 
     async def release(self) -> None:
-        if self._task is not None:
+        if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._limiter.end_session(self.tenant, self._session_id)
+        if not self.lost:  # the slot is another session's now
+            await self._limiter.end_session(self.tenant, self._session_id)
         await self._limiter.backend.aclose()

@@ -14,33 +14,22 @@ from aiohttp import web
 
 from auth.tokens import TokenVerifier
 
-from .admission import build_limiter, token_config
-from .engines import Engines, open_clip_store
+from .admission import build_limiter, dispatch_grants, token_config
+from .engines import Engines
 from .http_api import ApiContext, Unavailable, build_app
 from .log import logger
 from .metrics import ClipCacheCollector, optional_gpu_collector
 from .settings import Settings
+from .speaker import Speaker
 
 
-class Speaker:
-    """The voice for ``/v1/speak``: the sessions' voice chain (clip cache, espeak-ng
-    fallback), its models loaded on first use."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._engines = Engines(settings)
-        self._voices: dict[float | None, Any] = {}
-        self._lock = asyncio.Lock()
-
-    async def __call__(self, text: str, speed: float | None) -> tuple[bytes, int, int]:
-        async with self._lock:
-            if speed not in self._voices:
-                self._voices[speed] = await asyncio.to_thread(self._engines.voice, speed)
-        voice = self._voices[speed]
-        chunks = []
-        async with voice.synthesize(text) as stream:
-            async for ev in stream:
-                chunks.append(bytes(ev.frame.data))
-        return b"".join(chunks), voice.sample_rate, voice.num_channels
+def speech_engines(settings: Settings) -> Engines:
+    """The engines ``/v1/speak`` synthesizes with: the shared inference process's when the
+    worker runs one (``start``: the main process loads no model), else this process's,
+    loaded on first use (``serve``)."""
+    if settings.inference_address:
+        return Engines.remote(settings)
+    return Engines(settings)
 
 
 def livekit_dispatcher(settings: Settings) -> Callable[[str, str], Any] | None:
@@ -70,15 +59,17 @@ def livekit_dispatcher(settings: Settings) -> Callable[[str, str], Any] | None:
 def build_context(
     settings: Settings, readiness: Callable[[], dict[str, Any]] | None = None
 ) -> ApiContext:
-    store = open_clip_store(settings)
+    engines = speech_engines(settings)
+    store = engines.clip_store
     collectors: list[Any] = [ClipCacheCollector(store)] if store is not None else []
     return ApiContext(
         settings=settings,
         collectors=collectors + optional_gpu_collector(),
         verifier=TokenVerifier(token_config(settings)),
         limiter=build_limiter(settings),
-        speaker=Speaker(settings),
+        speaker=Speaker(engines, max_audio_s=settings.speak_max_audio_s),
         dispatcher=livekit_dispatcher(settings),
+        grants=dispatch_grants(settings),
         readiness=readiness or (lambda: {"models": True, "livekit": "not used"}),
     )
 

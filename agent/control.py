@@ -12,13 +12,17 @@ Topics (see ``docs/session-control.md``):
 - ``agent.relay``: ``{"to": ["identity", ...], "data": <any JSON>}`` is forwarded to those
   participants as ``{"from": <sender>, "data": ...}``.
 
-Every handler answers bad input with an error event and never raises into the room.
+Every handler answers bad input with an error event and never raises into the room. Error
+events carry a code and a fixed, safe message (never exception text). What a participant may
+do is the tenant's policy (agent/participant_policy.py): only attended participants get a
+session, config keys outside the policy are refused, and each participant's messages are
+rate limited (a relay counts once per recipient; over the limit, one ``rate_limited`` error,
+then silence until the budget refills).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import asdict
 from typing import Any
 
@@ -26,14 +30,16 @@ from livekit import rtc
 
 from plugins.smart_turn import HybridTurnOptions
 
+from . import json_input
 from .log import logger
+from .participant_policy import MessageBudget, ParticipantPolicy
 from .session_config import ConfigError, SessionConfig, parse_config
 from .transport import CHAT_TOPIC, CONFIG_TOPIC, EVENTS_TOPIC, RELAY_TOPIC, Transport
-from .voice_manager import VoiceManager
+from .voice_manager import SessionRefused, VoiceManager
 
 MAX_CHAT_CHARS = 4000
 MAX_RELAY_BYTES = 15_000
-MAX_RELAY_TARGETS = 32
+MAX_RELAY_TARGETS = 16
 
 
 def describe(config: SessionConfig) -> dict[str, Any]:
@@ -45,13 +51,30 @@ def describe(config: SessionConfig) -> dict[str, Any]:
 
 class ControlChannel:
     def __init__(
-        self, manager: VoiceManager, transport: Transport, base_turn: HybridTurnOptions
+        self,
+        manager: VoiceManager,
+        transport: Transport,
+        base_turn: HybridTurnOptions,
+        policy: ParticipantPolicy | None = None,
     ) -> None:
         self._manager = manager
         self._transport = transport
         self._base_turn = base_turn
+        self._policy = policy or ParticipantPolicy()
+        self._budget = MessageBudget(self._policy.messages_per_minute)
+        self._told_limited: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._locks: dict[str, asyncio.Lock] = {}
+
+    async def _allowed(self, sender: str, cost: int = 1) -> bool:
+        """Spend the sender's message budget; over it, say so once and drop."""
+        if self._budget.take(sender, cost):
+            self._told_limited.discard(sender)
+            return True
+        if sender not in self._told_limited:
+            self._told_limited.add(sender)
+            await self._error(sender, "rate_limited", "too many messages; slow down")
+        return False
 
     def _lock(self, identity: str) -> asyncio.Lock:
         # one participant's messages are applied in order; others are not held up
@@ -62,9 +85,12 @@ class ControlChannel:
         await self._transport.send_data(event, topic=EVENTS_TOPIC, to=[to])
         return event
 
-    async def on_config(self, sender: str, payload: bytes | str) -> dict[str, Any]:
+    async def on_config(self, sender: str, payload: bytes | str) -> dict[str, Any] | None:
+        if not await self._allowed(sender):
+            return None
         try:
             update = parse_config(payload, self._base_turn)
+            self._policy.check_config(update, self._manager.room_config)
         except ConfigError as e:
             return await self._error(sender, e.code, e.message, e.field)
         async with self._lock(sender):
@@ -73,15 +99,17 @@ class ControlChannel:
                     config = await self._manager.configure(sender, update)
                 else:
                     config = (await self._manager.attach(sender, config=update)).config
-            except Exception as e:  # e.g. a noise filter that fails to load
+            except SessionRefused as e:
+                return await self._error(sender, e.code, e.message)
+            except Exception:  # e.g. a noise filter that fails to load: logged, not sent
                 logger.exception("config not applied", extra={"participant": sender})
-                return await self._error(sender, "apply_failed", str(e) or type(e).__name__)
+                return await self._error(sender, "apply_failed", "the config could not be applied")
         event = {"type": "config.applied", "config": describe(config)}
         await self._transport.send_data(event, topic=EVENTS_TOPIC, to=[sender])
         return event
 
     async def on_chat(self, sender: str, text: str) -> str | None:
-        if not text.strip():
+        if not text.strip() or not await self._allowed(sender):
             return None
         if len(text) > MAX_CHAT_CHARS:
             await self._error(sender, "too_large", f"chat text over {MAX_CHAT_CHARS} characters")
@@ -89,9 +117,12 @@ class ControlChannel:
         async with self._lock(sender):
             try:
                 reply = await self._manager.reply_to_text(sender, text)
-            except Exception as e:
+            except SessionRefused as e:
+                await self._error(sender, e.code, e.message)
+                return None
+            except Exception:
                 logger.exception("chat reply failed", extra={"participant": sender})
-                await self._error(sender, "reply_failed", type(e).__name__)
+                await self._error(sender, "reply_failed", "the reply failed")
                 return None
             entry = self._manager.sessions.get(sender)
         if reply and entry is not None and entry.mode == "text":
@@ -99,12 +130,14 @@ class ControlChannel:
         return reply
 
     async def on_relay(self, sender: str, payload: bytes | str) -> dict[str, Any] | None:
+        if not await self._allowed(sender):
+            return None
         if len(payload) > MAX_RELAY_BYTES:
             return await self._error(sender, "too_large", f"relay over {MAX_RELAY_BYTES} bytes")
         try:
-            message = json.loads(payload)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return await self._error(sender, "invalid_json", "relay message is not valid JSON")
+            message = json_input.loads(payload, what="relay message")
+        except json_input.JsonInputError as e:
+            return await self._error(sender, "invalid_json", str(e))
         if not isinstance(message, dict) or set(message) - {"to", "data"} or "data" not in message:
             return await self._error(
                 sender, "invalid_type", 'relay message must be {"to": [...], "data": ...}'
@@ -119,8 +152,11 @@ class ControlChannel:
             return await self._error(
                 sender, "invalid_value", f"to must list 1 to {MAX_RELAY_TARGETS} identities", "to"
             )
+        targets = sorted(set(to))
+        if len(targets) > 1 and not await self._allowed(sender, cost=len(targets) - 1):
+            return None
         await self._transport.send_data(
-            {"from": sender, "data": message["data"]}, topic=RELAY_TOPIC, to=to
+            {"from": sender, "data": message["data"]}, topic=RELAY_TOPIC, to=targets
         )
         return None
 

@@ -3,24 +3,28 @@
 The metadata is a JSON object (or empty)::
 
     {"instructions": "You are the front desk of ...", "participant": "caller-1",
-     "token": "<the dispatching backend's JWT>", "config": {"audio": false, ...}}
+     "grant": "<signed by /v1/dispatch>", "config": {"audio": false, ...}}
 
 ``instructions`` replaces the persona from settings for every session of the room;
-``participant`` limits the agent to one participant's audio; ``token`` is verified by the
-worker before it accepts the job (required when auth is configured); ``config`` is a session
-config message (docs/session-control.md) that every session of the room starts with.
+``participant`` limits the agent to one participant (audio, config, chat); ``config`` is a
+session config message (docs/session-control.md) that every session of the room starts
+with. Who dispatched is proven by ``grant`` (what ``/v1/dispatch`` writes: short-lived,
+bound to tenant, room and agent, auth/grants.py) or, for backends that dispatch through
+LiveKit's API themselves, by ``token`` (their own JWT). The worker verifies either before it
+accepts the job (one is required when auth is configured) and applies the tenant's room rule
+(auth/rooms.py).
 Anything else is an error, so a typo in a backend does not silently fall back to defaults:
 the request handler rejects the job and logs why.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from plugins.smart_turn import HybridTurnOptions
 
+from . import json_input
 from .session_config import ConfigError, SessionConfig, parse_config
 
 MAX_METADATA_BYTES = 16 * 1024
@@ -40,6 +44,7 @@ class DispatchMetadata:
     instructions: str | None = None
     participant: str | None = None
     token: str | None = field(default=None, repr=False)  # never printed
+    grant: str | None = field(default=None, repr=False)
     config: dict[str, Any] | None = None
 
     def session_config(self, base_turn: HybridTurnOptions) -> SessionConfig:
@@ -52,18 +57,19 @@ class DispatchMetadata:
         if len(raw) > MAX_METADATA_BYTES:
             raise MetadataError(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
         try:
-            data: Any = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise MetadataError(f"metadata is not valid JSON: {e}") from None
+            data: Any = json_input.loads(raw, what="metadata")
+        except json_input.JsonInputError as e:
+            raise MetadataError(str(e)) from None
         if not isinstance(data, dict):
             raise MetadataError("metadata must be a JSON object")
-        unknown = sorted(set(data) - {"instructions", "participant", "token", "config"})
+        unknown = sorted(set(data) - {"instructions", "participant", "token", "grant", "config"})
         if unknown:
             raise MetadataError(f"unknown metadata field {unknown[0]!r}", field=unknown[0])
         return cls(
             instructions=_optional_str(data, "instructions", MAX_INSTRUCTIONS_CHARS),
             participant=_optional_str(data, "participant", 256),
             token=_optional_str(data, "token", 8192),
+            grant=_optional_str(data, "grant", 4096),
             config=_config(data.get("config")),
         )
 

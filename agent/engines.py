@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 from livekit.agents import AgentSession, llm, tokenize, tts
 from livekit.plugins import silero
 
+from cache.keys import normalize_text
 from cache.store import ClipStore
 from cache.tts import CachedTTS
 from plugins._common.executor import QUEUE_DELAYS
 from plugins._common.first_chunk import EarlyFirstChunkTokenizer
+from plugins._common.text import speakable
 from plugins.espeak import EspeakTTS
 from plugins.llama import LlamaLLM, openai_compatible
 from plugins.noise import create as create_noise_filter
@@ -113,9 +115,22 @@ def sentence_tokenizer(settings: Settings) -> tokenize.SentenceTokenizer:
 
 
 def cached(
-    inner: PiperTTS, store: ClipStore | None, tokenizer: tokenize.SentenceTokenizer | None = None
+    inner: PiperTTS,
+    store: ClipStore | None,
+    tokenizer: tokenize.SentenceTokenizer | None = None,
+    *,
+    namespace: str | None = None,
+    shared_sentences: frozenset[str] = frozenset(),
 ) -> tts.TTS:
-    return inner if store is None else CachedTTS(inner, store, sentence_tokenizer=tokenizer)
+    if store is None:
+        return inner
+    return CachedTTS(
+        inner,
+        store,
+        sentence_tokenizer=tokenizer,
+        namespace=namespace,
+        shared_sentences=shared_sentences,
+    )
 
 
 _UNSET: Any = object()
@@ -170,6 +185,7 @@ class Engines:
         self._prewarm_task: asyncio.Task[int] | None = None
         self._queue_task: asyncio.Task[None] | None = None
         self._turn_batcher: TurnPredictor | None = None
+        self._shared_sentences: frozenset[str] | None = None
 
     @classmethod
     def load(cls, settings: Settings) -> Engines:
@@ -257,21 +273,42 @@ class Engines:
         if isinstance(voice, tts.FallbackAdapter):
             await voice.aclose()
 
-    def voice(self, speed: float | None) -> tts.TTS:
-        """The voice at ``speed`` (None: the configured one), behind the clip cache, with
-        espeak-ng behind it when the voice fails (one chain per session: the adapter keeps
-        per-instance availability)."""
-        primary = (
-            self.tts if speed is None else cached(self.piper.with_speed(speed), self.clip_store)
-        )
-        fallback = self._espeak()
+    def shared_sentences(self) -> frozenset[str]:
+        """The operator's prewarm phrases, as the clip cache keys them: the only clips that
+        every tenant shares."""
+        if self._shared_sentences is None:
+            tokenizer = sentence_tokenizer(self.settings)
+            self._shared_sentences = frozenset(
+                normalize_text(s)
+                for phrase in self.settings.prewarm_phrases()
+                for s in tokenizer.tokenize(speakable(phrase))
+                if normalize_text(s)
+            )
+        return self._shared_sentences
+
+    def voice(self, speed: float | None, *, namespace: str | None = None) -> tts.TTS:
+        """The voice at ``speed`` (None: the configured one), behind the clip cache in
+        ``namespace`` (the tenant; None: the shared one), with espeak-ng behind it when the
+        voice fails (one chain per session: the adapter keeps per-instance availability)."""
+        if speed is None and namespace is None:
+            primary = self.tts
+        else:
+            primary = cached(
+                self.piper if speed is None else self.piper.with_speed(speed),
+                self.clip_store,
+                sentence_tokenizer(self.settings),
+                namespace=namespace,
+                shared_sentences=self.shared_sentences(),
+            )
+        fallback = self.fallback_voice()
         if fallback is None:
             return primary
         chain = tts.FallbackAdapter([primary, fallback], sample_rate=primary.sample_rate)
         chain.on("tts_availability_changed", _count_tts_fallback)
         return chain
 
-    def _espeak(self) -> EspeakTTS | None:
+    def fallback_voice(self) -> EspeakTTS | None:
+        """espeak-ng at the voice's rate (None when the binary is missing)."""
         if self._espeak_tts is None and not self._espeak_missing:
             try:
                 self._espeak_tts = EspeakTTS(sample_rate=self.piper.sample_rate)
@@ -358,7 +395,9 @@ class Engines:
         self._created.add("noise")
         return SwitchableNoiseFilter(create_noise_filter, name or self.settings.noise_filter)
 
-    def session(self, config: SessionConfig | None = None) -> AgentSession[Any]:
+    def session(
+        self, config: SessionConfig | None = None, *, namespace: str | None = None
+    ) -> AgentSession[Any]:
         """A new voice session on the shared engines, with ``config``'s choices.
 
         The VAD is per session (a small ONNX model) so that its pause and minimum speech can
@@ -370,7 +409,9 @@ class Engines:
             vad=silero.VAD.load(**turn.vad_options()),
             stt=self.stt,
             llm=self.llm,
-            tts=SwappableTTS(self.voice(config.tts_speed), release=self.release_voice),
+            tts=SwappableTTS(
+                self.voice(config.tts_speed, namespace=namespace), release=self.release_voice
+            ),
             turn_handling={
                 "turn_detection": SmartTurnDetector(None, options=turn, batcher=self.turn_batcher),
                 "endpointing": turn.endpointing(),  # type: ignore[typeddict-item]

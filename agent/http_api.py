@@ -7,17 +7,17 @@ routes against ``docs/openapi.yaml``.
 Every ``/v1`` route needs ``Authorization: Bearer <JWT>``; the tenant is read from the
 token and each request is held to the tenant's limits. Errors are JSON
 ``{"error": {"code", "message"}}`` with 400/401/403/413/429/503; a token never appears in
-a response or a log line.
+a response or a log line. ``/metrics`` needs ``METRICS_TOKEN`` when one is set.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
+import hmac
 import json
 import logging
+import re
 import subprocess
-import wave
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,18 +26,20 @@ from typing import Any
 from aiohttp import web
 
 from auth.errors import AuthError, InvalidTokenError
+from auth.grants import DispatchGrants
 from auth.limits import Limiter
+from auth.rooms import ROOM_NAME, check_room
 from auth.tokens import Identity, TokenVerifier
 
-from . import __version__
+from . import __version__, json_input
 from .metrics import render
 from .settings import Settings
+from .speaker import AudioTooLong, Speaker, wav_header
 
 logger = logging.getLogger("agent.http")
 MAX_BODY_BYTES = 64 * 1024
 MAX_SPEAK_CHARS = 2000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-TOKEN_KEY = web.RequestKey("token", str)
 
 
 def git_sha() -> str:
@@ -61,6 +63,11 @@ class BadRequest(AuthError):
     code = "bad_request"
 
 
+class TooLarge(AuthError):
+    status = 413
+    code = "too_large"
+
+
 class Unavailable(AuthError):
     status = 503
     code = "unavailable"
@@ -73,8 +80,9 @@ class ApiContext:
     settings: Settings
     verifier: TokenVerifier
     limiter: Limiter
-    speaker: Callable[[str, float | None], Awaitable[tuple[bytes, int, int]]] | None = None
+    speaker: Speaker | None = None
     dispatcher: Callable[[str, str], Awaitable[str]] | None = None
+    grants: DispatchGrants | None = None
     readiness: Callable[[], dict[str, Any]] = field(default=lambda: {})
     collectors: list[Any] = field(default_factory=list)
     sha: str = field(default_factory=git_sha)
@@ -117,7 +125,12 @@ ROUTES = [
         responses={"200": "application/json", "503": "application/json"},
     ),
     Route(
-        "GET", "/metrics", "metrics", "Prometheus metrics.", False, responses={"200": "text/plain"}
+        "GET",
+        "/metrics",
+        "metrics",
+        "Prometheus metrics (with `Authorization: Bearer <METRICS_TOKEN>` when that is set).",
+        False,
+        responses={"200": "text/plain", "401": "application/json"},
     ),
     Route(
         "GET",
@@ -146,7 +159,7 @@ ROUTES = [
                 },
             },
         },
-        responses={"200": "audio/wav"},
+        responses={"200": "audio/wav", "413": "application/json"},
     ),
     Route(
         "POST",
@@ -159,7 +172,14 @@ ROUTES = [
             "required": ["room"],
             "additionalProperties": False,
             "properties": {
-                "room": {"type": "string", "minLength": 1, "maxLength": 256},
+                "room": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 128,
+                    "pattern": ROOM_NAME.pattern,
+                    "description": "a room of the caller's tenant: `<tenant>-...` unless the "
+                    "token's `rooms` claim says otherwise",
+                },
                 "instructions": {"type": "string", "maxLength": 8000},
                 "participant": {"type": "string", "maxLength": 256},
             },
@@ -210,16 +230,15 @@ class Api:
             raise Unavailable("authentication is not configured (AUTH_JWT_SECRET/AUTH_JWKS_URL)")
         identity = await self.ctx.verifier.averify(token.strip())
         await self.ctx.limiter.check_request(identity.tenant)
-        request[TOKEN_KEY] = token.strip()
         return identity
 
     @staticmethod
     async def _json(request: web.Request, route: Route) -> dict[str, Any]:
         raw = await request.read()
         try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise BadRequest("body is not valid JSON") from None
+            body = json_input.loads(raw, what="body")
+        except json_input.JsonInputError as e:
+            raise BadRequest(str(e)) from None
         _check(body, route.request or {}, "body")
         return body  # type: ignore[no-any-return]
 
@@ -242,6 +261,13 @@ class Api:
         return web.json_response({"ready": ready, **state}, status=200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
+        expected = self.ctx.settings.metrics_token
+        if expected:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), expected.encode()
+            ):
+                raise InvalidTokenError("/metrics needs the metrics token")
         body, content_type = await asyncio.to_thread(render, self.ctx.collectors)
         return web.Response(body=body, headers={"Content-Type": content_type})
 
@@ -252,38 +278,53 @@ class Api:
             {"tenant": ident.tenant, "subject": ident.subject, "limits": _limits_dict(limits)}
         )
 
-    async def speak(self, request: web.Request) -> web.Response:
+    async def speak(self, request: web.Request) -> web.StreamResponse:
         ident = await self._identity(request)
         body = await self._json(request, _route("speak"))
         text = body["text"]
         if self.ctx.speaker is None:
             raise Unavailable("speech synthesis is not available in this process")
-        await self.ctx.limiter.check_tts_chars(ident.tenant, len(text))
         speed = body.get("tts", {}).get("speed")
-        pcm, rate, channels = await self.ctx.speaker(text, speed)
-        out = io.BytesIO()
-        with wave.open(out, "wb") as w:
-            w.setnchannels(channels)
-            w.setsampwidth(2)
-            w.setframerate(rate)
-            w.writeframes(pcm)
-        return web.Response(body=out.getvalue(), content_type="audio/wav")
+        try:
+            parts = await self.ctx.speaker.prepare(text, speed)
+        except AudioTooLong as e:
+            raise TooLarge(str(e)) from None
+        await self.ctx.limiter.check_tts_chars(ident.tenant, len(text))
+        response = web.StreamResponse(headers={"Content-Type": "audio/wav"})
+        await response.prepare(request)
+        await response.write(wav_header(self.ctx.speaker.sample_rate))
+        try:
+            async for pcm in self.ctx.speaker.stream(ident.tenant, parts, speed):
+                await response.write(pcm)
+        except Exception:  # the status is sent: end the stream short, visibly
+            logger.exception("speak failed mid-stream", extra={"tenant": ident.tenant})
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        await response.write_eof()
+        return response
 
     async def dispatch(self, request: web.Request) -> web.Response:
         ident = await self._identity(request)
         body = await self._json(request, _route("dispatch"))
-        if self.ctx.dispatcher is None:
+        room = check_room(
+            ident.tenant, body["room"], ident.rooms, self.ctx.limiter.policy.known_tenants()
+        )
+        if self.ctx.dispatcher is None or self.ctx.grants is None or not self.ctx.grants.enabled:
             raise Unavailable("LiveKit is not configured (LIVEKIT_URL, _API_KEY, _API_SECRET)")
-        # the worker verifies the caller's own token again when the job is offered to it
-        metadata = {"token": request[TOKEN_KEY]}
+        # a grant for this tenant, room and agent, never the caller's own token: anyone who
+        # can read job metadata could replay that
+        grant, issued = self.ctx.grants.issue(ident.tenant, room, self.ctx.settings.agent_name)
+        metadata = {"grant": grant}
         for key in ("instructions", "participant"):
             if key in body:
                 metadata[key] = body[key]
-        dispatch_id = await self.ctx.dispatcher(body["room"], json.dumps(metadata))
-        logger.info("dispatch created", extra={"tenant": ident.tenant, "room": body["room"]})
-        return web.json_response(
-            {"dispatch_id": dispatch_id, "room": body["room"], "tenant": ident.tenant}
+        dispatch_id = await self.ctx.dispatcher(room, json.dumps(metadata))
+        logger.info(
+            "dispatch created",
+            extra={"tenant": ident.tenant, "room": room, "grant_id": issued.grant_id},
         )
+        return web.json_response({"dispatch_id": dispatch_id, "room": room, "tenant": ident.tenant})
 
 
 def _limits_dict(limits: Any) -> dict[str, int]:
@@ -321,6 +362,8 @@ def _check(value: Any, schema: dict[str, Any], where: str) -> None:
             raise BadRequest(f"{where} must not be empty")
         if len(value) > schema.get("maxLength", 1 << 30):
             raise BadRequest(f"{where} is longer than {schema['maxLength']} characters")
+        if "pattern" in schema and not re.fullmatch(schema["pattern"], value):
+            raise BadRequest(f"{where} has characters that are not allowed")
     elif kind == "number":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise BadRequest(f"{where} must be a number")

@@ -6,9 +6,10 @@
   structlog's contextvars; a record factory copies them onto every record created in that
   context. That is what carries them across processes: job processes forward their records
   to the main process, which formats them.
-- Redaction: values equal to a configured secret, bearer tokens and JWT-shaped strings are
-  replaced by ``***``; transcript-bearing fields (user and agent text) are dropped unless
-  ``LOG_TRANSCRIPTS`` is set.
+- Redaction: values equal to a configured secret, bearer tokens and JWT-shaped strings
+  (three base64url segments, whatever the header says) are replaced by ``***``;
+  transcript-bearing fields (user and agent text, and every ``lk.pii.*`` field livekit-agents
+  marks as personal) are dropped unless ``LOG_TRANSCRIPTS`` is set.
 """
 
 from __future__ import annotations
@@ -26,7 +27,16 @@ CONTEXT_KEYS = ("room", "participant", "tenant", "job_id")
 TRANSCRIPT_KEYS = frozenset(
     {"transcript", "user_transcript", "text", "lk.pii.text", "content", "reply", "user_input"}
 )
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}")
+# any JWS compact serialization: a header that is not the usual '{"' (eyJ...) still signs
+# a token; the signature segment of every accepted algorithm is at least 43 characters
+_JWT = re.compile(r"[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{43,}")
+
+
+def _is_pii(key: str) -> bool:
+    """livekit-agents marks personal data with a ``pii`` segment (``lk.pii.user_input``)."""
+    return "pii" in key.split(".")
+
+
 _BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
 _installed_factory = False
 # third-party loggers that put what was said into the message text at DEBUG
@@ -96,7 +106,7 @@ class Redactor:
         for key in list(event_dict):
             if key in ("token", "authorization", "password", "secret", "api_key"):
                 event_dict[key] = "***"
-            elif not self._keep_transcripts and key in TRANSCRIPT_KEYS:
+            elif not self._keep_transcripts and (key in TRANSCRIPT_KEYS or _is_pii(key)):
                 del event_dict[key]
             else:
                 event_dict[key] = self._clean(event_dict[key])

@@ -67,6 +67,14 @@ SESSIONS_ENDED = Counter("voice_sessions_ended", "Voice sessions ended", ["reaso
 SESSIONS_REJECTED = Counter(
     "voice_sessions_rejected", "Dispatches refused at admission", ["reason"]
 )
+SPEAK_TRUNCATED = Counter(
+    "speak_truncated", "/v1/speak responses cut at SPEAK_MAX_AUDIO_S (the prediction was short)"
+)
+INFERENCE_REFUSED = Counter(
+    "inference_connections_refused",
+    "Connections to the inference socket refused (another user, or over the cap)",
+    ["reason"],
+)
 PROVIDER_ERRORS = Counter(
     "voice_provider_errors", "Errors reported by an engine", ["stage", "kind"]
 )

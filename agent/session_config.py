@@ -18,12 +18,13 @@ applied when any part is wrong.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, replace
 from typing import Any
 
 from plugins.smart_turn import HybridTurnOptions
+
+from . import json_input
 
 MAX_CONFIG_BYTES = 16 * 1024
 NOISE_FILTERS = ("off", "rnnoise", "deepfilternet")
@@ -115,9 +116,9 @@ def _load(raw: str | bytes | dict[str, Any]) -> dict[str, Any]:
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError("too_large", f"config message is larger than {MAX_CONFIG_BYTES} bytes")
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError("invalid_json", f"config message is not valid JSON: {e}") from None
+        data = json_input.loads(raw, what="config message")
+    except json_input.JsonInputError as e:
+        raise ConfigError("invalid_json", str(e)) from None
     if not isinstance(data, dict):
         raise ConfigError("invalid_type", "config message must be a JSON object")
     return data

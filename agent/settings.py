@@ -89,9 +89,10 @@ class Settings:
     inference_address: str = setting(
         "",
         "INFERENCE_ADDRESS",
-        "Unix socket of the shared inference process (@name: abstract namespace). Empty: "
-        "a private one per worker. Set it to a server run by `python -m agent inference` "
-        "to share it between workers; `start` then connects instead of starting one.",
+        "Unix socket path of the shared inference process. Empty: a private one per worker "
+        "(in a new 0700 directory). Set it to a server run by `python -m agent inference` "
+        "to share it between workers of the same user; `start` then connects instead of "
+        "starting one. Its directory must be private to the worker's user.",
         group="Worker",
     )
     inference_start_timeout_s: float = setting(
@@ -393,6 +394,42 @@ class Settings:
         "Least time between two JWKS refetches caused by unknown key ids.",
         group="HTTP API and auth",
     )
+    auth_max_token_lifetime_s: float = setting(
+        86400.0,
+        "AUTH_MAX_TOKEN_LIFETIME_S",
+        "Longest lifetime a token may have (`exp - iat` and `exp - now`); longer ones get 401.",
+        group="HTTP API and auth",
+    )
+    dispatch_grant_secret: str = setting(
+        "",
+        "DISPATCH_GRANT_SECRET",
+        "Key that signs the short-lived grant /v1/dispatch puts in job metadata (instead of "
+        "the caller's token). Empty: derived from LIVEKIT_API_SECRET. Every worker of a "
+        "deployment needs the same one.",
+        secret=True,
+        group="HTTP API and auth",
+    )
+    dispatch_grant_ttl_s: float = setting(
+        300.0,
+        "DISPATCH_GRANT_TTL_S",
+        "Lifetime of a dispatch grant: the job must be offered to a worker within it.",
+        group="HTTP API and auth",
+    )
+    metrics_token: str = setting(
+        "",
+        "METRICS_TOKEN",
+        "When set, /metrics needs `Authorization: Bearer <METRICS_TOKEN>`. Keep the HTTP "
+        "port off the public network either way (docs/security.md).",
+        secret=True,
+        group="HTTP API and auth",
+    )
+    speak_max_audio_s: float = setting(
+        60.0,
+        "SPEAK_MAX_AUDIO_S",
+        "Most audio one /v1/speak request may produce: longer predicted audio gets 413 "
+        "before synthesis, and audio that runs longer is stopped there.",
+        group="HTTP API and auth",
+    )
     tenant_claim: str = setting(
         "tenant",
         "TENANT_CLAIM",
@@ -421,6 +458,37 @@ class Settings:
         "When the limit store is unreachable: false refuses (503, dispatch rejected), true "
         "lets requests through. Either way it is logged and counted.",
         group="HTTP API and auth",
+    )
+    # --- room participants -------------------------------------------------------------
+    max_sessions_per_room: int = setting(
+        8,
+        "MAX_SESSIONS_PER_ROOM",
+        "Most voice/text sessions one room (job) may have; TENANT_LIMITS may set it per "
+        "tenant (max_sessions_per_room).",
+        group="Room participants",
+    )
+    participant_messages_per_minute: int = setting(
+        60,
+        "PARTICIPANT_MESSAGES_PER_MINUTE",
+        "Config, chat and relay messages one participant may send per minute (a relay "
+        "counts once per recipient); per tenant: participant_messages_per_minute.",
+        group="Room participants",
+    )
+    participant_config: str = setting(
+        "audio,noise_filter,tts,turn",
+        "PARTICIPANT_CONFIG",
+        "Config keys room participants may set, comma-separated, from audio, noise_filter, "
+        "tts, turn, instructions (the persona), text_room_audio (audio on in a room the "
+        "backend made text-only). Dispatch metadata (the backend) may set everything; per "
+        "tenant: participant_config.",
+        group="Room participants",
+    )
+    session_end_notice: str = setting(
+        "Sorry, this call has to end now. Goodbye.",
+        "SESSION_END_NOTICE",
+        "Said to every participant when the worker must end a job early (its tenant session "
+        "slot was lost).",
+        group="Room participants",
     )
     # --- logs ----------------------------------------------------------------------------
     log_level: str = setting("INFO", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR.", group="Logs")
@@ -463,12 +531,34 @@ class Settings:
             raise SettingsError("DRAIN_TIMEOUT_S must not be negative")
         if self.cache_max_bytes < 0:
             raise SettingsError("CACHE_MAX_BYTES must not be negative")
-        from auth.limits import TenantPolicy
+        from auth.limits import TenantPolicy, parse_participant_config
+        from auth.tokens import MIN_HS256_SECRET_BYTES
 
         try:
             TenantPolicy.parse(self.tenant_limits)
+            parse_participant_config(self.participant_config, "PARTICIPANT_CONFIG")
         except ValueError as e:
             raise SettingsError(str(e)) from None
+        if self.auth_jwt_secret and len(self.auth_jwt_secret.encode()) < MIN_HS256_SECRET_BYTES:
+            raise SettingsError(
+                f"AUTH_JWT_SECRET must be at least {MIN_HS256_SECRET_BYTES} bytes (HS256 "
+                "secrets shorter than the hash can be brute-forced)"
+            )
+        if self.dispatch_grant_secret and len(self.dispatch_grant_secret.encode()) < 32:
+            raise SettingsError("DISPATCH_GRANT_SECRET must be at least 32 bytes")
+        if self.auth_max_token_lifetime_s <= 0:
+            raise SettingsError("AUTH_MAX_TOKEN_LIFETIME_S must be positive")
+        if self.speak_max_audio_s <= 0:
+            raise SettingsError("SPEAK_MAX_AUDIO_S must be positive")
+        if self.max_sessions_per_room < 1 or self.participant_messages_per_minute < 1:
+            raise SettingsError(
+                "MAX_SESSIONS_PER_ROOM and PARTICIPANT_MESSAGES_PER_MINUTE must be at least 1"
+            )
+        if self.inference_address.startswith("@"):
+            raise SettingsError(
+                "INFERENCE_ADDRESS must be a filesystem path: an abstract socket (@name) has "
+                "no permissions, so any local user could use it"
+            )
         if self.llm_base_url and not self.llm_model:
             raise SettingsError("LLM_MODEL is required when LLM_BASE_URL is set")
 

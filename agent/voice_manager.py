@@ -39,6 +39,25 @@ from .swappable import SwappableTTS, SwitchableNoiseFilter
 from .voice_agent import VoiceAgent
 
 
+class SessionRefused(Exception):
+    """A session the room's policy does not allow; ``code`` and ``message`` are safe to
+    send to the participant."""
+
+    code = "session_refused"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotAttendedError(SessionRefused):
+    code = "not_attended"
+
+
+class TooManySessionsError(SessionRefused):
+    code = "too_many_sessions"
+
+
 @dataclass
 class SessionIO:
     """Room-less transport for one session: where its audio comes from and goes to."""
@@ -82,6 +101,8 @@ class VoiceManager(utils.EventEmitter[str]):
         room: rtc.Room | None = None,
         only_participant: str | None = None,
         agent_factory: Callable[[str, llm.ChatContext | None], Agent] | None = None,
+        max_sessions: int | None = None,
+        tenant: str | None = None,
     ) -> None:
         super().__init__()
         self._engines = engines
@@ -89,6 +110,10 @@ class VoiceManager(utils.EventEmitter[str]):
         self._config = config or SessionConfig()
         self._room = room
         self._only = only_participant
+        self._max_sessions = max_sessions
+        # the clip-cache namespace of this room's replies: one tenant's cache hits never
+        # tell another what the agent said
+        self._tenant = tenant
         backchannels = engines.backchannels()
         self._agent_factory = agent_factory or (
             lambda instructions, chat_ctx: VoiceAgent(
@@ -100,6 +125,15 @@ class VoiceManager(utils.EventEmitter[str]):
         self._releasing: set[asyncio.Task[None]] = set()  # voice chains being closed
         self._pending_detach: set[asyncio.Task[None]] = set()
         self._closing = False
+
+    @property
+    def room_config(self) -> SessionConfig:
+        """The config every session of the room starts from (dispatch metadata)."""
+        return self._config
+
+    def attends(self, identity: str) -> bool:
+        """Whether ``identity`` may have a session (the dispatch's ``participant``)."""
+        return self._only is None or identity == self._only
 
     @property
     def sessions(self) -> dict[str, ParticipantSession]:
@@ -174,10 +208,18 @@ class VoiceManager(utils.EventEmitter[str]):
             raise RuntimeError("the VoiceManager is closed")
         if identity in self._sessions:
             raise ValueError(f"participant {identity!r} already has a session")
+        if not self.attends(identity):
+            raise NotAttendedError("the agent attends another participant in this room")
+        if self._max_sessions is not None and len(self._sessions) >= self._max_sessions:
+            raise TooManySessionsError("this room has as many sessions as it may have")
         config = self._config.merged(config) if config is not None else self._config
         audio = config.audio is not False
         noise_filter = self._engines.noise_filter(config.noise_filter) if audio else None
-        session = self._engines.session(config) if audio else self._engines.text_session()
+        session = (
+            self._engines.session(config, namespace=self._tenant)
+            if audio
+            else self._engines.text_session()
+        )
         agent = self._agent_factory(config.instructions or self._instructions, history)
         entry = ParticipantSession(
             identity=identity,
@@ -252,7 +294,7 @@ class VoiceManager(utils.EventEmitter[str]):
         if update.instructions is not None:
             await entry.agent.update_instructions(update.instructions)
         if update.tts_speed is not None and isinstance(session.tts, SwappableTTS):
-            session.tts.swap(self._engines.voice(update.tts_speed))
+            session.tts.swap(self._engines.voice(update.tts_speed, namespace=self._tenant))
         if update.turn is not None and entry.mode == "audio":
             session.update_options(
                 endpointing_opts=update.turn.endpointing(),  # type: ignore[arg-type]
@@ -323,6 +365,30 @@ class VoiceManager(utils.EventEmitter[str]):
         SESSIONS_ENDED.labels(getattr(ev.reason, "value", str(ev.reason))).inc()
         ACTIVE_SESSIONS.dec()
         self.emit("session_detached", entry)
+
+    async def end_all(
+        self,
+        notice: str,
+        *,
+        notify_text: Callable[[str, str], Any] | None = None,
+        timeout_s: float = 15.0,
+    ) -> None:
+        """End every session politely: a voice session says ``notice`` (not interruptible)
+        before it closes, a text session gets it through ``notify_text(identity, text)``."""
+        self._closing = True
+
+        async def end(identity: str, entry: ParticipantSession) -> None:
+            try:
+                if entry.mode == "audio":
+                    handle = entry.session.say(notice, allow_interruptions=False)
+                    await asyncio.wait_for(handle.wait_for_playout(), timeout_s)
+                elif notify_text is not None:
+                    await notify_text(identity, notice)
+            except Exception:  # the notice is a courtesy; the session ends regardless
+                logger.warning("end-of-call notice not delivered", extra={"participant": identity})
+            await self.detach(identity, reason="ended by the worker")
+
+        await asyncio.gather(*(end(i, e) for i, e in list(self._sessions.items())))
 
     async def detach(self, identity: str, *, reason: str = "detached") -> None:
         """Close ``identity``'s session if it has one (idempotent)."""

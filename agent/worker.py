@@ -23,14 +23,15 @@ from typing import Any
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess
 
 from . import logs
-from .admission import Admission, SessionLease, build_limiter, job_tenant
+from .admission import Admission, DispatchCredentials, SessionLease, build_limiter
 from .control import ControlChannel
 from .dispatch import DispatchMetadata
 from .engines import Engines, turn_options
 from .load import LoadSignals, gpu_memory_fraction, published_queue_delay
 from .log import logger
+from .participant_policy import ParticipantPolicy
 from .settings import Settings
-from .transport import RoomTransport
+from .transport import CHAT_TOPIC, RoomTransport
 from .voice_manager import VoiceManager
 
 # the exit status of ``start`` when the worker gave up connecting to LiveKit: EX_TEMPFAIL,
@@ -90,14 +91,31 @@ async def entrypoint(ctx: JobContext) -> None:
     engines: Engines = ctx.proc.userdata["engines"]
     engines.start_prewarm()
     engines.start_queue_gauge()
+    settings = engines.settings
     meta = DispatchMetadata.parse(ctx.job.metadata)
-    tenant = job_tenant(meta, engines.settings.tenant_claim)
+    # verified again here (signature; admission checked the time): never an unverified claim
+    tenant = await DispatchCredentials(settings).tenant_of(
+        meta, ctx.job.room.name, check_time=False
+    )
     # every log record of this job (and of its sessions' tasks) carries these
     logs.bind(room=ctx.job.room.name, job_id=ctx.job.id, tenant=tenant)
+    managers: list[VoiceManager] = []
+    transport = RoomTransport(ctx.room)
+
+    async def lease_lost() -> None:
+        # another session holds the tenant's slot now: say so and end, do not run on
+        async def tell(identity: str, text: str) -> None:
+            await transport.send_text(text, topic=CHAT_TOPIC, to=[identity])
+
+        for manager in managers:
+            await manager.end_all(settings.session_end_notice, notify_text=tell)
+        ctx.shutdown(reason="session lease lost")
+
     # hold the tenant's session slot taken at admission until this job ends
-    lease = SessionLease(build_limiter(engines.settings), tenant, ctx.job.id)
+    lease = SessionLease(build_limiter(settings), tenant, ctx.job.id, on_lost=lease_lost)
     lease.start()
     ctx.add_shutdown_callback(lease.release)
+    policy = ParticipantPolicy.for_tenant(settings, tenant)
     logger.info(
         "job started",
         extra={
@@ -114,7 +132,9 @@ async def entrypoint(ctx: JobContext) -> None:
             engines,
             instructions=meta.instructions or engines.settings.instructions,
             room=ctx.room,
+            tenant=tenant,
         )
+        managers.append(manager)
         ctx.add_shutdown_callback(manager.aclose)
         await manager.attach(CONSOLE_IDENTITY)
         return
@@ -130,8 +150,11 @@ async def entrypoint(ctx: JobContext) -> None:
         config=room_config,
         room=ctx.room,
         only_participant=meta.participant,
+        max_sessions=policy.max_sessions,
+        tenant=tenant,
     )
-    control = ControlChannel(manager, RoomTransport(ctx.room), turn_options(engines.settings))
+    managers.append(manager)
+    control = ControlChannel(manager, transport, turn_options(settings), policy)
     ctx.add_shutdown_callback(control.aclose)
     ctx.add_shutdown_callback(manager.aclose)
     control.bind(ctx.room)

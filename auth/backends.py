@@ -28,6 +28,9 @@ CREATE TABLE IF NOT EXISTS sessions (tenant TEXT, session_id TEXT, expires REAL,
 """
 
 
+_SQLITE_NOW = "SELECT (julianday('now') - 2440587.5) * 86400.0"
+
+
 class SqliteLimitBackend:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -92,9 +95,9 @@ class SqliteLimitBackend:
         return True
 
     @staticmethod
-    def _acquire(
-        db: sqlite3.Connection, tenant: str, sid: str, limit: int, now: float, lease: float
-    ) -> bool:
+    def _acquire(db: sqlite3.Connection, tenant: str, sid: str, limit: int, lease: float) -> bool:
+        # the database's clock, not the caller's: one clock for every process
+        (now,) = db.execute(_SQLITE_NOW).fetchone()
         db.execute("DELETE FROM sessions WHERE expires <= ?", (now,))
         held = db.execute(
             "SELECT 1 FROM sessions WHERE tenant=? AND session_id=?", (tenant, sid)
@@ -122,12 +125,10 @@ class SqliteLimitBackend:
         )
 
     async def acquire_session(
-        self, tenant: str, session_id: str, limit: int, now: float, lease_s: float
+        self, tenant: str, session_id: str, limit: int, lease_s: float
     ) -> bool:
         return bool(
-            await asyncio.to_thread(
-                self._txn, self._acquire, tenant, session_id, limit, now, lease_s
-            )
+            await asyncio.to_thread(self._txn, self._acquire, tenant, session_id, limit, lease_s)
         )
 
     async def release_session(self, tenant: str, session_id: str) -> None:
@@ -149,13 +150,16 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 """
 
+# expiry by Redis's own clock (TIME), never the workers' clocks
 _ACQUIRE_LUA = """
-local now, expires, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local limit, expires = tonumber(ARGV[1]), now + tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if not redis.call('ZSCORE', KEYS[1], ARGV[4]) and redis.call('ZCARD', KEYS[1]) >= limit then
+if not redis.call('ZSCORE', KEYS[1], ARGV[3]) and redis.call('ZCARD', KEYS[1]) >= limit then
   return 0
 end
-redis.call('ZADD', KEYS[1], expires, ARGV[4])
+redis.call('ZADD', KEYS[1], expires, ARGV[3])
 redis.call('EXPIRE', KEYS[1], math.ceil(expires - now) + 60)
 return 1
 """
@@ -189,12 +193,10 @@ class RedisLimitBackend:
         return bool(await self._run(self._consume_script, [key], [amount, limit, 180]))
 
     async def acquire_session(
-        self, tenant: str, session_id: str, limit: int, now: float, lease_s: float
+        self, tenant: str, session_id: str, limit: int, lease_s: float
     ) -> bool:
         key = f"{self._prefix}:{tenant}:sessions"
-        return bool(
-            await self._run(self._acquire_script, [key], [now, now + lease_s, limit, session_id])
-        )
+        return bool(await self._run(self._acquire_script, [key], [limit, lease_s, session_id]))
 
     async def release_session(self, tenant: str, session_id: str) -> None:
         import redis.exceptions

@@ -3,8 +3,11 @@
 ::
 
     AuthError                  base: code, message, status
-    ├── InvalidTokenError      401  missing, malformed, badly signed, wrong aud/iss, expired
+    ├── InvalidRoomError       400  a room name outside 1-128 of letters, digits and -_.:@
+    ├── InvalidTokenError      401  missing, malformed, badly signed, wrong aud/iss, expired,
+    │                               living too long, a tenant name outside the allowed set
     ├── TenantNotAllowedError  403  a valid token for a tenant this worker does not serve
+    ├── RoomNotAllowedError    403  a room that is not the tenant's (auth/rooms.py)
     ├── RateLimitedError       429  over a tenant limit; retry_after in seconds
     └── LimiterUnavailableError 503 the shared limit store (Redis) cannot be reached and the
                                     worker is set to fail closed
@@ -30,6 +33,16 @@ class AuthError(Exception):
 class InvalidTokenError(AuthError):
     status = 401
     code = "invalid_token"
+
+
+class InvalidRoomError(AuthError):
+    status = 400
+    code = "invalid_room"
+
+
+class RoomNotAllowedError(AuthError):
+    status = 403
+    code = "room_not_allowed"
 
 
 class TenantNotAllowedError(AuthError):

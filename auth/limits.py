@@ -2,8 +2,11 @@
 
 ``TENANT_LIMITS`` is a JSON object mapping a tenant id, or ``"*"`` for every other tenant, to
 any of ``concurrent_sessions``, ``sessions_per_minute``, ``requests_per_minute`` and
-``tts_chars_per_minute``. A tenant with no entry and no ``"*"`` is not allowed (403). An empty
-policy allows every tenant without limits.
+``tts_chars_per_minute``, and to what the tenant's room participants may do:
+``max_sessions_per_room``, ``participant_messages_per_minute`` and ``participant_config``
+(the config keys participants may set, see :data:`PARTICIPANT_CONFIG_KEYS`). A tenant with no
+entry and no ``"*"`` is not allowed (403). An empty policy allows every tenant without
+limits; the participant rules then come from the worker's settings.
 
 Rates are fixed one-minute windows: exactly N requests per window get through. Concurrent
 sessions are leases (renewed while the session runs), so a session whose process was killed
@@ -23,6 +26,7 @@ from typing import Protocol
 from prometheus_client import Counter
 
 from .errors import LimiterUnavailableError, RateLimitedError, TenantNotAllowedError
+from .tokens import valid_tenant_name
 
 logger = logging.getLogger("auth.limits")
 WINDOW_S = 60.0
@@ -44,12 +48,29 @@ class BackendUnavailableError(Exception):
     """The shared limit store cannot be reached (raised by backends)."""
 
 
+# what a room participant's config message may set: each top-level key, "instructions"
+# (llm.instructions, the persona) and "text_room_audio" ({"audio": true} in a room the
+# backend made text-only, which loads every audio model)
+PARTICIPANT_CONFIG_KEYS = (
+    "audio",
+    "noise_filter",
+    "tts",
+    "turn",
+    "instructions",
+    "text_room_audio",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     concurrent_sessions: int | None = None
     sessions_per_minute: int | None = None
     requests_per_minute: int | None = None
     tts_chars_per_minute: int | None = None
+    # None: the worker's default (settings)
+    max_sessions_per_room: int | None = None
+    participant_messages_per_minute: int | None = None
+    participant_config: tuple[str, ...] | None = None
 
 
 class TenantPolicy:
@@ -70,15 +91,28 @@ class TenantPolicy:
         names = {f.name for f in fields(Limits)}
         table: dict[str, Limits] = {}
         for tenant, limits in data.items():
+            if tenant != "*" and not valid_tenant_name(tenant):
+                raise ValueError(
+                    f"TENANT_LIMITS: tenant {tenant!r} must be 1-64 letters, digits or . _ -"
+                )
             if not isinstance(limits, dict):
                 raise ValueError(f"TENANT_LIMITS[{tenant!r}] must be an object")
+            values: dict[str, object] = {}
             for name, value in limits.items():
                 if name not in names:
                     raise ValueError(f"TENANT_LIMITS[{tenant!r}]: unknown limit {name!r}")
+                if name == "participant_config":
+                    values[name] = parse_participant_config(value, f"TENANT_LIMITS[{tenant!r}]")
+                    continue
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise ValueError(f"TENANT_LIMITS[{tenant!r}].{name} must be an integer >= 0")
-            table[tenant] = Limits(**limits)
+                values[name] = value
+            table[tenant] = Limits(**values)  # type: ignore[arg-type]
         return cls(table)
+
+    def known_tenants(self) -> list[str]:
+        """The tenants named in the policy (for the room rule, auth/rooms.py)."""
+        return [t for t in self.table if t != "*"]
 
     def limits_for(self, tenant: str) -> Limits:
         if not self.table:
@@ -93,14 +127,32 @@ class TenantPolicy:
         return tenant if tenant in self.table else "other"
 
 
+def parse_participant_config(value: object, where: str) -> tuple[str, ...]:
+    """A list of participant config keys (JSON list or comma-separated string)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ValueError(f"{where}.participant_config must be a list of config keys")
+    keys = tuple(i.strip() for i in items if i.strip())
+    unknown = sorted(set(keys) - set(PARTICIPANT_CONFIG_KEYS))
+    if unknown:
+        raise ValueError(
+            f"{where}.participant_config: unknown key {unknown[0]!r} "
+            f"(choose from {', '.join(PARTICIPANT_CONFIG_KEYS)})"
+        )
+    return keys
+
+
 class LimitBackend(Protocol):
     async def consume(
         self, tenant: str, name: str, amount: int, limit: int, window_start: float
     ) -> bool: ...
 
     async def acquire_session(
-        self, tenant: str, session_id: str, limit: int, now: float, lease_s: float
-    ) -> bool: ...
+        self, tenant: str, session_id: str, limit: int, lease_s: float
+    ) -> bool:
+        """Take or renew a lease; expiry is judged by the store's own clock, so workers
+        whose clocks disagree cannot expire each other's live leases."""
+        ...
 
     async def release_session(self, tenant: str, session_id: str) -> None: ...
 
@@ -170,9 +222,7 @@ class Limiter:
         if limit is None:
             return
         try:
-            ok = await self.backend.acquire_session(
-                tenant, session_id, limit, self._clock(), SESSION_LEASE_S
-            )
+            ok = await self.backend.acquire_session(tenant, session_id, limit, SESSION_LEASE_S)
         except BackendUnavailableError as e:
             self._unavailable(e)
             return

@@ -70,7 +70,10 @@ class ClipStore:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._db_pid = -1
-        (self.root / "tmp").mkdir(parents=True, exist_ok=True)
+        # clips are what the agent said to someone: readable by the worker's user only
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        (self.root / "tmp").mkdir(mode=0o700, exist_ok=True)
         self._reconcile()
 
     # --- paths and the index ---------------------------------------------------------------
@@ -190,7 +193,7 @@ class ClipStore:
         """
         tmp = self.root / "tmp" / f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
         try:
-            f = tmp.open("wb")
+            f = open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
         except OSError as e:
             raise self._write_failed(key, e) from e
         try:
@@ -226,7 +229,7 @@ class ClipStore:
             return
         final = self.path(key)
         try:
-            final.parent.mkdir(exist_ok=True)
+            final.parent.mkdir(mode=0o700, exist_ok=True)
             with self._index(write=True) as db:
                 db.execute("DELETE FROM clips WHERE key = ?", (key,))
                 (total,) = db.execute("SELECT COALESCE(SUM(size), 0) FROM clips").fetchone()

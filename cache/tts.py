@@ -11,7 +11,11 @@ Text is split into sentences with the same tokenizer the session uses. For each 
   logged and counted, and the audio still plays.
 
 The cache key is the normalized sentence plus a canonical hash of the inner TTS's config
-(``tts.options`` where the plugin has it, see :func:`tts_identity`).
+(``tts.options`` where the plugin has it, see :func:`tts_identity`) and, for a tenant's
+replies, the tenant's ``namespace``: a clip one tenant's session made is never a hit for
+another's (a hit is audibly faster, which would tell tenant B what the agent said to tenant
+A). The operator's ``shared_sentences`` (prewarm phrases, the apology) stay in the shared
+namespace for everyone.
 """
 
 from __future__ import annotations
@@ -72,6 +76,8 @@ class CachedTTS(tts.TTS):
         *,
         config: Mapping[str, Any] | None = None,
         sentence_tokenizer: tokenize.SentenceTokenizer | None = None,
+        namespace: str | None = None,
+        shared_sentences: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(
             capabilities=tts.TTSCapabilities(streaming=True),
@@ -82,6 +88,11 @@ class CachedTTS(tts.TTS):
         self.store = store
         self.config = dict(config) if config is not None else tts_identity(inner)
         self.config_hash = config_hash(self.config)
+        self.namespace = namespace
+        self._own_hash = (
+            config_hash({**self.config, "namespace": namespace}) if namespace else self.config_hash
+        )
+        self._shared = shared_sentences
         self._tokenizer = sentence_tokenizer or tokenize.blingfire.SentenceTokenizer()
         self.lookups: deque[CacheLookup] = deque(maxlen=256)
         self._pending_stores: set[asyncio.Task[None]] = set()
@@ -95,6 +106,8 @@ class CachedTTS(tts.TTS):
         return self.inner.provider
 
     def key(self, text: str) -> str:
+        if self.namespace and normalize_text(text) not in self._shared:
+            return clip_key(text, self._own_hash)
         return clip_key(text, self.config_hash)
 
     def synthesize(

@@ -9,8 +9,10 @@ a growing pause; it exits by itself when the worker is gone.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 
 from ..log import logger
@@ -21,15 +23,16 @@ RESTART_PAUSE_MAX_S = 30.0
 
 
 def private_address() -> str:
-    """An abstract-namespace socket named after this worker: nothing on disk, unique per
-    worker on the machine."""
-    return f"@voice-agent-inference-{os.getpid()}"
+    """A socket in a new directory only this user can open (``mkdtemp`` makes it 0700),
+    unique per worker on the machine."""
+    return os.path.join(tempfile.mkdtemp(prefix="voice-agent-inference-"), "inference.sock")
 
 
 class InferenceHost:
-    def __init__(self, settings: Settings, address: str) -> None:
+    def __init__(self, settings: Settings, address: str, *, owns_directory: bool = False) -> None:
         self.settings = settings
         self.address = address
+        self.owns_directory = owns_directory
         self.hello: Header = {}
         self.restarts = 0
         self._proc: subprocess.Popen[bytes] | None = None
@@ -95,11 +98,12 @@ class InferenceHost:
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stopping.set()
         proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self.owns_directory:
+            shutil.rmtree(os.path.dirname(self.address), ignore_errors=True)

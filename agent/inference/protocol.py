@@ -18,11 +18,15 @@ import json
 import struct
 from typing import Any
 
+from .. import json_input
+
 _LENGTHS = struct.Struct("!II")
-# a long chat history or a 10 000-character TTS request is far below these; anything
-# bigger is a broken or hostile peer, refused before it is read into memory
-MAX_HEADER_BYTES = 4 << 20
-MAX_BODY_BYTES = 64 << 20
+# Sized to the largest legitimate frame, so a hostile peer cannot make the reader buffer
+# more. Requests: a chat history within the LLM's context (headers), 30 s of 16 kHz float32
+# audio (1.92 MB, bodies). Replies: the PCM of the longest TTS request the server accepts.
+MAX_HEADER_BYTES = 1 << 20
+MAX_REQUEST_BODY_BYTES = 2 << 20
+MAX_REPLY_BODY_BYTES = 32 << 20
 
 Header = dict[str, Any]
 
@@ -33,28 +37,33 @@ class ProtocolError(ValueError):
 
 def encode(header: Header, body: bytes = b"") -> bytes:
     raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
-    if len(raw) > MAX_HEADER_BYTES or len(body) > MAX_BODY_BYTES:
+    if len(raw) > MAX_HEADER_BYTES or len(body) > MAX_REPLY_BODY_BYTES:
         raise ProtocolError(f"frame too large: header {len(raw)} B, body {len(body)} B")
     return _LENGTHS.pack(len(raw), len(body)) + raw + body
 
 
-async def read_frame(reader: asyncio.StreamReader) -> tuple[Header, bytes]:
-    """The next frame; ``asyncio.IncompleteReadError`` at a clean end of stream."""
+async def read_frame(
+    reader: asyncio.StreamReader, *, max_body: int = MAX_REPLY_BODY_BYTES
+) -> tuple[Header, bytes]:
+    """The next frame; ``asyncio.IncompleteReadError`` at a clean end of stream. The
+    server reads requests with ``max_body=MAX_REQUEST_BODY_BYTES``."""
     header_len, body_len = _LENGTHS.unpack(await reader.readexactly(_LENGTHS.size))
-    if header_len > MAX_HEADER_BYTES or body_len > MAX_BODY_BYTES:
+    if header_len > MAX_HEADER_BYTES or body_len > max_body:
         raise ProtocolError(f"frame too large: header {header_len} B, body {body_len} B")
     raw = await reader.readexactly(header_len)
     body = await reader.readexactly(body_len) if body_len else b""
     try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ProtocolError(f"frame header is not JSON: {e}") from e
+        header = json_input.loads(raw, what="frame header")
+    except json_input.JsonInputError as e:
+        raise ProtocolError(str(e)) from e
     if not isinstance(header, dict):
         raise ProtocolError("frame header is not a JSON object")
     return header, body
 
 
 def socket_path(address: str) -> str:
-    """``@name`` is Linux's abstract namespace (no file to clean up, nothing on a full or
-    read-only disk); anything else is a filesystem path."""
-    return "\0" + address[1:] if address.startswith("@") else address
+    """The filesystem path of the socket. Abstract-namespace names (``@name``) are refused:
+    they carry no permissions, so any local user could connect."""
+    if not address or address.startswith("@"):
+        raise ValueError("the inference address must be a filesystem path (no @name)")
+    return address

@@ -62,6 +62,7 @@ class RemoteVoice:
             sample_rate=int(voice["sample_rate"]),
             num_speakers=int(voice["num_speakers"]),
             length_scale=float(voice["length_scale"]),
+            espeak_voice=str(voice.get("espeak_voice") or "en-us"),
         )
 
     async def synthesize(self, text: str, options: dict[str, Any]) -> bytes:

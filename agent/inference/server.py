@@ -9,14 +9,23 @@ Piper and llama.cpp take one request at a time on their own threads.
 
 A bad request gets an error frame naming what was wrong; a broken connection is closed;
 neither disturbs the other connections.
+
+The socket is private to the worker's user: a filesystem socket (0600) in a directory only
+that user can open (0700), and a peer-credential check (``SO_PEERCRED``: same uid) on every
+connection. Every option is checked against bounds, frames are limited to the largest
+legitimate request, and connections and requests in flight are capped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import socket
+import struct
 from contextlib import aclosing
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,13 +34,34 @@ from plugins.llama import LlamaLLM
 
 from ..engines import Engines, build_llm
 from ..log import logger
+from ..metrics import INFERENCE_REFUSED
 from ..settings import Settings
-from .protocol import Header, ProtocolError, encode, read_frame, socket_path
+from .protocol import (
+    MAX_REQUEST_BODY_BYTES,
+    Header,
+    ProtocolError,
+    encode,
+    read_frame,
+    socket_path,
+)
 
 # whisper's context: a longer utterance is a client bug, refused rather than decoded
 MAX_STT_SAMPLES = 30 * 16000
 MAX_TURN_SAMPLES = 30 * 16000
-MAX_TTS_CHARS = 100_000
+# clients send sentences (or pieces of MAX_SYNTHESIS_CHARS); the server cuts longer text
+# into pieces too, so this bounds the reply's size, not the model's memory
+MAX_TTS_CHARS = 1000
+MAX_CONNECTIONS = 64  # job processes and the HTTP API of one machine's workers
+MAX_IN_FLIGHT_PER_CONNECTION = 32
+MAX_LLM_TOKENS = 2048
+MAX_MESSAGES = 256
+# the bounds of every TTS option a client may send (None: the voice's own value)
+_TTS_OPTION_BOUNDS: dict[str, tuple[float, float]] = {
+    "length_scale": (0.25, 4.0),
+    "noise_scale": (0.0, 2.0),
+    "noise_w_scale": (0.0, 2.0),
+    "volume": (0.0, 2.0),
+}
 
 
 class BadRequest(ValueError):
@@ -50,12 +80,98 @@ def _float32(body: bytes, limit: int) -> np.ndarray:
 
 
 def _messages(value: Any) -> list[dict[str, str]]:
-    if not isinstance(value, list) or not all(
-        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-        for m in value
+    if (
+        not isinstance(value, list)
+        or not 1 <= len(value) <= MAX_MESSAGES
+        or not all(
+            isinstance(m, dict)
+            and m.get("role") in ("system", "user", "assistant", "developer")
+            and isinstance(m.get("content"), str)
+            for m in value
+        )
     ):
-        raise BadRequest("messages must be a list of {role, content} strings")
+        raise BadRequest(f"messages must be a list of 1 to {MAX_MESSAGES} {{role, content}}")
     return [{"role": m["role"], "content": m["content"]} for m in value]
+
+
+def _number(value: Any, name: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise BadRequest(f"{name} must be a number in [{low}, {high}]")
+    return float(value)
+
+
+def tts_options(value: Any, num_speakers: int) -> dict[str, Any]:
+    """The options of a TTS request, each checked (a length_scale of 40 would make one
+    sentence minutes long; a volume of 1e30 is noise)."""
+    if not isinstance(value, dict):
+        raise BadRequest("options must be an object")
+    known = {"speaker_id", *_TTS_OPTION_BOUNDS}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise BadRequest(f"unknown TTS option {unknown[0][:32]!r}")
+    out: dict[str, Any] = dict.fromkeys(known)
+    out["volume"] = 1.0
+    for name, (low, high) in _TTS_OPTION_BOUNDS.items():
+        if value.get(name) is not None:
+            out[name] = _number(value[name], name, low, high)
+    speaker = value.get("speaker_id")
+    if speaker is not None:
+        if isinstance(speaker, bool) or not isinstance(speaker, int):
+            raise BadRequest("speaker_id must be an integer")
+        if not 0 <= speaker < num_speakers:
+            raise BadRequest(f"speaker_id must be in [0, {num_speakers})")
+        out["speaker_id"] = speaker
+    return out
+
+
+def llm_options(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BadRequest("options must be an object")
+    unknown = sorted(set(value) - {"temperature", "max_tokens", "top_p", "seed"})
+    if unknown:
+        raise BadRequest(f"unknown LLM option {unknown[0][:32]!r}")
+    out: dict[str, Any] = {}
+    if "temperature" in value:
+        out["temperature"] = _number(value["temperature"], "temperature", 0.0, 2.0)
+    if "top_p" in value:
+        out["top_p"] = _number(value["top_p"], "top_p", 0.0, 1.0)
+    if "max_tokens" in value:
+        tokens = value["max_tokens"]
+        if isinstance(tokens, bool) or not isinstance(tokens, int):
+            raise BadRequest("max_tokens must be an integer")
+        out["max_tokens"] = int(_number(tokens, "max_tokens", 1, MAX_LLM_TOKENS))
+    if value.get("seed") is not None:
+        seed = value["seed"]
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            raise BadRequest("seed must be an integer in [0, 2**32)")
+        out["seed"] = seed
+    elif "seed" in value:
+        out["seed"] = None
+    return out
+
+
+def peer_uid(writer: asyncio.StreamWriter) -> int | None:
+    """The uid of the process at the other end of a Unix socket (Linux SO_PEERCRED)."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return None
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    _pid, uid, _gid = struct.unpack("3i", raw)
+    return int(uid)
+
+
+def private_directory(path: Path) -> None:
+    """Create ``path`` as 0700, or check that an existing one is ours and private."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.stat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise PermissionError(
+            f"{path} must belong to this user and be private (mode 0700) to hold the "
+            "inference socket"
+        )
 
 
 class InferenceServer:
@@ -64,6 +180,7 @@ class InferenceServer:
         self.engines = engines
         self.llm = llm
         self._server: asyncio.AbstractServer | None = None
+        self._path: Path | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -91,20 +208,32 @@ class InferenceServer:
                 "sample_rate": piper._info.sample_rate,
                 "num_speakers": piper._info.num_speakers,
                 "length_scale": piper._info.length_scale,
+                "espeak_voice": piper._info.espeak_voice,
             },
             "llm": self.llm.model if self.llm else None,
         }
 
     async def start(self, address: str) -> None:
-        self._server = await asyncio.start_unix_server(
-            self._serve_connection, path=socket_path(address), limit=1 << 20
-        )
+        path = Path(socket_path(address))
+        private_directory(path.parent)
+        old_umask = os.umask(0o177)  # the socket is created 0600, never briefly wider
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._serve_connection, path=str(path), limit=1 << 20
+            )
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+        self._path = path
         self.engines.start_queue_gauge()
         logger.info("inference server ready", extra={"address": address, "pid": os.getpid()})
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        if self._path is not None:
+            with contextlib.suppress(OSError):
+                self._path.unlink()
         for task in list(self._connections):
             task.cancel()
         await asyncio.gather(*self._connections, return_exceptions=True)
@@ -114,6 +243,17 @@ class InferenceServer:
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
+        uid = peer_uid(writer)
+        if uid != os.getuid():
+            INFERENCE_REFUSED.labels("other_user").inc()
+            logger.warning("inference connection refused: another user", extra={"uid": uid})
+            writer.close()
+            return
+        if len(self._connections) >= MAX_CONNECTIONS:
+            INFERENCE_REFUSED.labels("too_many").inc()
+            logger.warning("inference connection refused: too many connections")
+            writer.close()
+            return
         self._connections.add(task)
         lock = asyncio.Lock()
         running: dict[int, asyncio.Task[None]] = {}
@@ -125,7 +265,7 @@ class InferenceServer:
 
         try:
             while True:
-                header, body = await read_frame(reader)
+                header, body = await read_frame(reader, max_body=MAX_REQUEST_BODY_BYTES)
                 rid = header.get("id")
                 op = header.get("op")
                 if not isinstance(rid, int) or not isinstance(op, str):
@@ -136,6 +276,10 @@ class InferenceServer:
                     target = running.get(header.get("target", -1))
                     if target is not None:
                         target.cancel()
+                    continue
+                if len(running) >= MAX_IN_FLIGHT_PER_CONNECTION:
+                    await send({"id": rid, "error": "too many requests in flight",
+                                "kind": "busy"})  # fmt: skip
                     continue
                 job = asyncio.create_task(self._answer(rid, op, header, body, send))
                 running[rid] = job
@@ -159,7 +303,7 @@ class InferenceServer:
                 return
             reply, reply_body = await self._call(op, header, body)
             await send({"id": rid, "end": True, **reply}, reply_body)
-        except (BadRequest, TypeError) as e:  # TypeError: unknown option names
+        except BadRequest as e:
             await self._send_error(send, rid, "bad_request", e)
         except Exception as e:  # an engine failure answers this request only
             logger.warning("inference request failed", extra={"op": op, "error": str(e)})
@@ -194,19 +338,19 @@ class InferenceServer:
             audio = _float32(body, MAX_TURN_SAMPLES)
             return {"p": await self.engines.turn_batcher.predict(audio)}, b""
         if op == "tts":
-            text, options = header.get("text"), header.get("options", {})
+            text = header.get("text")
             if not isinstance(text, str) or len(text) > MAX_TTS_CHARS:
                 raise BadRequest(f"text must be a string of at most {MAX_TTS_CHARS} characters")
-            if not isinstance(options, dict):
-                raise BadRequest("options must be an object")
-            return {}, await self.engines.piper.synthesize_with(text, options)
+            piper = self.engines.piper
+            options = tts_options(header.get("options", {}), piper._info.num_speakers)
+            return {}, await piper.synthesize_with(text, options)
         raise BadRequest(f"unknown op {op!r}")
 
     async def _generate(self, header: Header) -> Any:
         if self.llm is None:
             raise BadRequest("this inference process serves no LLM (LLM_BASE_URL is set)")
         messages = _messages(header.get("messages"))
-        opts = self.llm.options_from(header.get("options") or {})
+        opts = self.llm.options_from(llm_options(header.get("options") or {}))
         # a cancelled request (barge-in) closes this, which frees the model at the next token
         pieces = self.llm.pieces(messages, opts)
         async with aclosing(pieces):

@@ -28,3 +28,28 @@ def speakable(text: str) -> str:
         else:
             out.append(ch)
     return unicodedata.normalize("NFC", "".join(out))
+
+
+_BREAKS = (". ", "! ", "? ", "; ", ": ", ", ", " ")
+
+
+def split_long(text: str, max_chars: int) -> list[str]:
+    """``text`` in pieces of at most ``max_chars``, cut at the last clause break (or space)
+    before the limit, so a "sentence" without punctuation never becomes one huge synthesis.
+    A word longer than the limit is cut inside."""
+    pieces: list[str] = []
+    rest = text.strip()
+    while len(rest) > max_chars:
+        window = rest[: max_chars + 1]
+        for mark in _BREAKS:
+            found = window.rfind(mark)
+            if found > max_chars // 3:  # a break too near the start makes tiny pieces
+                cut = found + len(mark.rstrip())
+                break
+        else:
+            cut = max_chars
+        pieces.append(rest[:cut].strip())
+        rest = rest[cut:].strip()
+    if rest:
+        pieces.append(rest)
+    return [p for p in pieces if p]

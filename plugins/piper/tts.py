@@ -34,7 +34,7 @@ from piper import PiperVoice, SynthesisConfig
 from .._common.errors import ModelLoadError
 from .._common.executor import in_executor
 from .._common.sentences import input_sentences
-from .._common.text import speakable
+from .._common.text import speakable, split_long
 from .log import logger
 
 
@@ -102,6 +102,7 @@ class VoiceInfo:
     sample_rate: int
     num_speakers: int
     length_scale: float
+    espeak_voice: str = "en-us"
 
     @classmethod
     def of(cls, voice: PiperVoice) -> VoiceInfo:
@@ -110,6 +111,7 @@ class VoiceInfo:
             sample_rate=int(config.sample_rate),
             num_speakers=int(getattr(config, "num_speakers", 1) or 1),
             length_scale=float(getattr(config, "length_scale", 1.0) or 1.0),
+            espeak_voice=str(getattr(config, "espeak_voice", "en-us") or "en-us"),
         )
 
 
@@ -124,6 +126,13 @@ class VoiceSynthesizer(Protocol):
 
 # the pause spoken for text with nothing to pronounce
 PAUSE_MS = 40
+# speech rate of Piper voices at length_scale 1.0, measured on the packaged voice over
+# plain sentences and digit strings (18-21 phonemes/s): used to predict how long text will
+# speak before synthesizing it; the higher figure, so predictions err on the short side
+PHONEMES_PER_SECOND = 21.0
+# Piper's memory grows with the length of one inference (a 2 000-character "sentence"
+# without punctuation took 7 GB); longer text is synthesized in pieces of at most this
+MAX_SYNTHESIS_CHARS = 240
 
 
 class PiperTTS(tts.TTS):
@@ -157,6 +166,7 @@ class PiperTTS(tts.TTS):
         sentence_tokenizer: tokenize.SentenceTokenizer | None = None,
         voice_instance: PiperVoice | None = None,
         synthesizer: VoiceSynthesizer | None = None,
+        executor: ThreadPoolExecutor | None = None,
     ) -> None:
         if model_path is None:
             default_model, default_config = packaged_voice()
@@ -191,7 +201,9 @@ class PiperTTS(tts.TTS):
             volume=volume,
         )
         self._sentence_tokenizer = sentence_tokenizer or tokenize.blingfire.SentenceTokenizer()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper")
+        # one thread per loaded voice: variants (with_speed) share it and never own it
+        self._owns_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper")
         if synthesizer is None:
             logger.info(
                 "piper voice loaded",
@@ -244,6 +256,7 @@ class PiperTTS(tts.TTS):
             sentence_tokenizer=self._sentence_tokenizer,
             voice_instance=self._voice,
             synthesizer=self._synthesizer,
+            executor=self._executor,
         )
 
     def update_options(
@@ -265,24 +278,44 @@ class PiperTTS(tts.TTS):
         if is_given(volume):
             self._opts.volume = volume
 
+    def _phoneme_count(self, text: str) -> int:
+        if self._voice is not None:
+            return sum(len(s) for s in self._voice.phonemize(text))
+        from piper.phonemize_espeak import EspeakPhonemizer
+
+        return sum(len(s) for s in EspeakPhonemizer().phonemize(self._info.espeak_voice, text))
+
+    async def estimate_seconds(self, text: str, speed: float | None = None) -> float:
+        """How long ``text`` will speak at ``speed`` (default: this voice's), from its
+        phonemes (milliseconds of espeak-ng work, no synthesis). Runs on the voice's thread:
+        espeak-ng's state is process-wide."""
+        count = await in_executor(self._executor, self._phoneme_count, speakable(text))
+        length_scale = (
+            _length_scale(self._info, speed, None) if speed is not None else self._opts.length_scale
+        )
+        return count / PHONEMES_PER_SECOND * (length_scale or self._info.length_scale)
+
     def synthesize_pcm(self, text: str, opts: _TTSOptions | None = None) -> bytes:
         """Blocking synthesis of ``text`` into 16-bit mono PCM at ``sample_rate``."""
         if self._voice is None:
             raise RuntimeError("this PiperTTS synthesizes through its synthesizer, it has no voice")
         config = (opts or self._opts).synthesis_config()
         text = speakable(text)
-        pcm = b""
-        if text.strip():
-            pcm = b"".join(
-                chunk.audio_int16_bytes for chunk in self._voice.synthesize(text, syn_config=config)
-            )
+        pcm = b"".join(
+            chunk.audio_int16_bytes
+            for piece in split_long(text, MAX_SYNTHESIS_CHARS)
+            for chunk in self._voice.synthesize(piece, syn_config=config)
+        )
         # text with nothing to pronounce ("...", control characters) is a pause, not a
         # failure: livekit-agents treats a stream without audio as a broken voice
         return pcm or bytes(2 * self.sample_rate * PAUSE_MS // 1000)
 
     async def _synthesize(self, text: str, opts: _TTSOptions) -> bytes:
         if self._synthesizer is not None:  # errors are the synthesizer's, already APIErrors
-            return await self._synthesizer.synthesize(text, asdict(opts))
+            # in pieces, as a local voice does: each request stays small for the server
+            pieces = split_long(speakable(text), MAX_SYNTHESIS_CHARS) or [text]
+            options = asdict(opts)
+            return b"".join([await self._synthesizer.synthesize(p, options) for p in pieces])
         try:
             return await in_executor(self._executor, self.synthesize_pcm, text, opts)
         except (RuntimeError, ValueError, onnxruntime.capi.onnxruntime_pybind11_state.Fail) as e:
@@ -304,7 +337,8 @@ class PiperTTS(tts.TTS):
         return PiperSynthesizeStream(tts=self, conn_options=conn_options)
 
     async def aclose(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._owns_executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _length_scale(info: VoiceInfo, speed: float | None, length_scale: float | None) -> float | None:

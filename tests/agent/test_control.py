@@ -10,19 +10,24 @@ import pytest
 
 from agent.control import ControlChannel
 from agent.engines import Engines, turn_options
+from agent.participant_policy import ParticipantPolicy
 from agent.settings import Settings
 from agent.sim_io import PacedAudioInput, RecordingAudioOutput
 from agent.transport import CHAT_TOPIC, EVENTS_TOPIC, RELAY_TOPIC, MemoryTransport
 from agent.voice_manager import SessionIO, VoiceManager
+from auth.limits import PARTICIPANT_CONFIG_KEYS
 from tests.audio_fixtures import speak, trim_silence, wer
 
 INSTRUCTIONS = "You are a helpful assistant. Answer in one short sentence."
 
 
-def channel(engines: Engines) -> tuple[VoiceManager, ControlChannel, MemoryTransport]:
+def channel(
+    engines: Engines, policy: ParticipantPolicy | None = None
+) -> tuple[VoiceManager, ControlChannel, MemoryTransport]:
     manager = VoiceManager(engines, instructions=INSTRUCTIONS)
     transport = MemoryTransport()
-    return manager, ControlChannel(manager, transport, turn_options(engines.settings)), transport
+    control = ControlChannel(manager, transport, turn_options(engines.settings), policy)
+    return manager, control, transport
 
 
 @pytest.fixture
@@ -107,7 +112,10 @@ async def test_bad_messages_get_structured_errors_and_change_nothing(
 
 @pytest.mark.slow
 async def test_live_config_and_switching_audio_off_and_on(engines: Engines) -> None:
-    manager, control, transport = channel(engines)
+    # a tenant whose policy lets participants set everything, the persona included
+    manager, control, transport = channel(
+        engines, ParticipantPolicy(config_keys=frozenset(PARTICIPANT_CONFIG_KEYS))
+    )
     mic, speaker = PacedAudioInput(), RecordingAudioOutput()
 
     async def say(text: str, segments: int) -> None:

@@ -15,9 +15,11 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
+from agent.admission import dispatch_grants
 from agent.api_runtime import build_context
 from agent.http_api import MAX_BODY_BYTES, ROUTES, build_app, openapi_document
 from agent.settings import Settings
+from auth.errors import InvalidTokenError
 from tests.auth.tokens import AUDIENCE, HS_SECRET, ISSUER, hs256
 from tests.fake_livekit import FakeLiveKit
 
@@ -110,7 +112,8 @@ async def test_speak_returns_wav_and_counts_characters(tmp_path: Path) -> None:
         resp = await client.post("/v1/speak", json={"text": "Welcome to the hotel."}, headers=acme)
         assert resp.status == 200 and resp.content_type == "audio/wav"
         with wave.open(io.BytesIO(await resp.read())) as w:
-            assert w.getframerate() == 22050 and w.getnframes() > 22050 * 0.5
+            # streamed: the header's sizes say "unknown", the frames run to the end
+            assert w.getframerate() == 22050 and len(w.readframes(1 << 30)) > 2 * 22050 * 0.5
         # 21 + 21 characters fit in 60; the next 21 do not
         again = await client.post("/v1/speak", json={"text": "Welcome to the hotel."}, headers=acme)
         assert again.status == 200
@@ -119,7 +122,9 @@ async def test_speak_returns_wav_and_counts_characters(tmp_path: Path) -> None:
     assert any((tmp_path / "clips").glob("??/*.clip"))  # it went through the clip cache
 
 
-async def test_dispatch_forwards_the_callers_token(tmp_path: Path) -> None:
+async def test_dispatch_sends_a_grant_for_the_tenants_own_room(tmp_path: Path) -> None:
+    """Finding 1: a tenant dispatched into any room (another tenant's too) and its bearer
+    token was copied into the job metadata."""
     fake = FakeLiveKit()
     await fake.start()
     try:
@@ -131,16 +136,57 @@ async def test_dispatch_forwards_the_callers_token(tmp_path: Path) -> None:
         )
         token = hs256(tenant="globex")
         async with TestClient(TestServer(build_app(build_context(s)))) as client:
+            for room, status in [
+                ("acme-support-1", 403),  # another tenant's room
+                ("support-1", 403),  # nobody's prefix
+                ("globex", 403),  # the bare tenant name is no room of it
+                ("globex-support\n1", 400),
+                ("globex-\u202eevil", 400),  # bidi control
+                ("globex-../x", 400),
+                ("globex-" + "a" * 130, 400),
+            ]:
+                resp = await client.post("/v1/dispatch", json={"room": room}, headers=bearer(token))
+                assert resp.status == status, (room, await resp.text())
+            assert fake.dispatches == []
             resp = await client.post(
                 "/v1/dispatch",
-                json={"room": "support-1", "instructions": "Be brief."},
+                json={"room": "globex-support-1", "instructions": "Be brief."},
                 headers=bearer(token),
             )
             assert resp.status == 200, await resp.text()
             assert (await resp.json())["tenant"] == "globex"
         _, req = fake.dispatches[0]
-        assert req.room == "support-1" and req.agent_name == s.agent_name
-        assert json.loads(req.metadata) == {"token": token, "instructions": "Be brief."}
+        assert req.room == "globex-support-1" and req.agent_name == s.agent_name
+        metadata = json.loads(req.metadata)
+        assert set(metadata) == {"grant", "instructions"} and token not in req.metadata
+        grant = dispatch_grants(s).verify(metadata["grant"], room=req.room, agent=s.agent_name)
+        assert grant.tenant == "globex"
+        # the grant is worth nothing for another room or agent
+        for room, agent in (("globex-other", s.agent_name), (req.room, "other-agent")):
+            with pytest.raises(InvalidTokenError):
+                dispatch_grants(s).verify(metadata["grant"], room=room, agent=agent)
+    finally:
+        await fake.aclose()
+
+
+async def test_rooms_claim_narrows_or_extends_the_tenants_rooms(tmp_path: Path) -> None:
+    fake = FakeLiveKit()
+    await fake.start()
+    try:
+        s = settings(
+            tmp_path,
+            livekit_url=fake.url.replace("ws://", "http://"),
+            livekit_api_key="devkey",
+            livekit_api_secret="x" * 40,
+        )
+        narrow = bearer(hs256(tenant="globex", rooms=["globex-sales-*", "lobby"]))
+        async with TestClient(TestServer(build_app(build_context(s)))) as client:
+            for room, status in [("globex-sales-1", 200), ("lobby", 200), ("globex-hr-1", 403)]:
+                resp = await client.post("/v1/dispatch", json={"room": room}, headers=narrow)
+                assert resp.status == status, room
+            bad_claim = bearer(hs256(tenant="globex", rooms="globex-*"))
+            resp = await client.post("/v1/dispatch", json={"room": "globex-1"}, headers=bad_claim)
+            assert resp.status == 401
     finally:
         await fake.aclose()
 
