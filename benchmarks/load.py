@@ -190,8 +190,9 @@ def run_shared(args: argparse.Namespace) -> dict[str, Any]:
     import psutil
 
     from agent.inference.client import wait_ready
+    from agent.inference.host import private_address
 
-    address = f"@voice-agent-load-bench-{os.getpid()}"
+    address = private_address()
     env = {**os.environ, "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
     env.setdefault("LOG_LEVEL", "WARNING")
     server_env = {**env, "CACHE_PATH": str(args.cache), "LLM_MAX_TOKENS": "30", "LLM_SEED": "42"}

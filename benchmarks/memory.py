@@ -88,8 +88,9 @@ def start_child(
 
 def measure(mode: str, sessions: int, cache: str) -> dict[str, Any]:
     from agent.inference.client import wait_ready
+    from agent.inference.host import private_address
 
-    address = f"@voice-agent-memory-bench-{os.getpid()}"
+    address = private_address()
     server = None
     pids: list[int] = []
     if mode == "shared":
