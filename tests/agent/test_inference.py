@@ -281,10 +281,10 @@ async def test_a_peer_of_another_uid_is_closed_even_with_the_path_open(cache_dir
     """The second wall: the peer check alone (the directory made reachable on purpose)."""
     if os.getuid() != 0:
         pytest.fail("this test switches to another uid and must run as root (as CI does)")
-    from agent.inference.server import InferenceServer
-
     import shutil
     import tempfile
+
+    from agent.inference.server import InferenceServer
 
     socket_dir = Path(tempfile.mkdtemp(prefix="test-peer-check-")) / "sock"
     server = InferenceServer(settings_for(cache_dir), Engines(settings_for(cache_dir)), None)

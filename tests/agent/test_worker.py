@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from agent.worker import EXIT_CONNECTION_FAILED
+from auth.grants import DispatchGrants
 from tests.fake_livekit import FakeLiveKit
 
 REPO = Path(__file__).resolve().parents[2]
 AGENT_NAME = "test-voice-agent"
+GRANT_SECRET = "test-dispatch-grant-secret-0123456789abcdef"
 
 
 def worker_env(cache_dir: Path, url: str, **extra: str) -> dict[str, str]:
@@ -153,16 +155,20 @@ async def test_dispatch_needs_a_valid_token_and_respects_concurrent_sessions(
         WORKER_CAPACITY="4",
         NUM_IDLE_PROCESSES="2",
         AUTH_JWT_SECRET=HS_SECRET,
+        DISPATCH_GRANT_SECRET=GRANT_SECRET,
         TENANT_LIMITS=json.dumps({tenant: {"concurrent_sessions": 2}}),
     )
+    grants = DispatchGrants(GRANT_SECRET.encode())
     proc = await start_worker(env)
     output: list[str] = []
     reader = asyncio.create_task(collect(proc, output))
 
-    async def offer(job_id: str, token: str | None) -> bool:
-        meta = json.dumps({"token": token}) if token else ""
+    async def offer(
+        job_id: str, token: str | None, room: str | None = None, key: str = "token"
+    ) -> bool:
+        meta = json.dumps({key: token}) if token else ""
         answer = await fake.request_job(
-            job_id, room=f"room-{job_id}", metadata=meta, agent_name=AGENT_NAME
+            job_id, room=room or f"{tenant}-{job_id}", metadata=meta, agent_name=AGENT_NAME
         )
         return answer.available
 
@@ -172,8 +178,14 @@ async def test_dispatch_needs_a_valid_token_and_respects_concurrent_sessions(
         assert not await offer("J_none", None)  # no token
         assert not await offer("J_forged", acme[:-4] + "AAAA")  # bad signature
         assert not await offer("J_initech", hs256(tenant="initech", aud=None, iss=None))
+        # finding 1: a valid token, but another tenant's room (or a bad room name)
+        assert not await offer("J_other", acme, room="globex-support-42")
+        assert not await offer("J_newline", acme, room=f"{tenant}-a\nb")
+        # a grant from /v1/dispatch is bound to its room
+        grant, _ = grants.issue(tenant, f"{tenant}-J_2", AGENT_NAME)
+        assert not await offer("J_moved", grant, room=f"{tenant}-elsewhere", key="grant")
         assert await offer("J_1", acme)
-        assert await offer("J_2", acme)
+        assert await offer("J_2", grant, key="grant")
         assert not await offer("J_3", acme)  # acme's two sessions are busy
 
         # end one session: LiveKit terminates the job, the job gives its slot back
@@ -195,6 +207,8 @@ async def test_dispatch_needs_a_valid_token_and_respects_concurrent_sessions(
         log = "".join(output)
         assert acme not in log and HS_SECRET not in log  # no token or secret in the logs
         assert "invalid_token" in log and "tenant_not_allowed" in log and "rate_limited" in log
+        assert "room_not_allowed" in log and "invalid_room" in log
+        assert grant not in log
     finally:
         if proc.returncode is None:
             proc.kill()

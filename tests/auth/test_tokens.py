@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -12,6 +13,7 @@ import jwt
 import pytest
 
 from auth.errors import InvalidTokenError
+from auth.jwks import JwksKeys
 from auth.tokens import TokenConfig, TokenVerifier
 from tests.auth.tokens import AUDIENCE, HS_SECRET, ISSUER, JwksServer, KeySet, hs256
 
@@ -128,3 +130,109 @@ async def test_hs_only_verifier_refuses_rs_tokens(jwks: JwksServer) -> None:
 def test_leeway_accepts_small_clock_skew() -> None:
     verifier = TokenVerifier(TokenConfig(hs256_secret=HS_SECRET, audience=AUDIENCE, leeway_s=30))
     assert verifier.verify(hs256(exp=int(time.time()) - 10)).tenant == "acme"
+
+
+# --- finding 6: a slow or dead JWKS never delays other tokens --------------------------
+
+
+class HeldJwks:
+    """A JWKS endpoint that answers only when the test lets it (a slow identity provider),
+    counting fetches."""
+
+    def __init__(self, keys: KeySet) -> None:
+        self.keys = keys
+        self.release = asyncio.Event()
+        self.fetches = 0
+        self.fail = False
+
+    async def __call__(self, url: str, timeout_s: float) -> object:
+        self.fetches += 1
+        await self.release.wait()
+        if self.fail:
+            raise ConnectionError("identity provider down")
+        return self.keys.jwks()
+
+
+async def test_jwks_fetches_are_single_flight_and_never_block_hs256() -> None:
+    keys = KeySet()
+    endpoint = HeldJwks(keys)
+    jwks = JwksKeys("http://idp.invalid/jwks", cooldown_s=30, fetch=endpoint)
+    verifier = TokenVerifier(TokenConfig(hs256_secret=HS_SECRET, audience=AUDIENCE), jwks=jwks)
+    made_up = [keys.rs256(kid=f"made-up-{i}") for i in range(20)]
+    pending = [asyncio.create_task(verifier.averify(t)) for t in made_up]
+    await asyncio.sleep(0.05)
+    # the identity provider hangs; an HS256 token is answered meanwhile
+    assert (await asyncio.wait_for(verifier.averify(hs256()), 1)).tenant == "acme"
+    assert not any(t.done() for t in pending) and endpoint.fetches == 1  # one fetch for all
+    endpoint.release.set()
+    results = await asyncio.gather(*pending, return_exceptions=True)
+    assert all(isinstance(r, InvalidTokenError) for r in results)
+    # within the cooldown, made-up kids are answered from the last fetch, without a new one
+    with pytest.raises(InvalidTokenError, match="unknown signing key"):
+        await asyncio.wait_for(verifier.averify(keys.rs256(kid="made-up-again")), 1)
+    assert (await verifier.averify(keys.rs256())).tenant == "acme"  # a known key: cached
+    assert endpoint.fetches == 1
+
+
+async def test_a_failed_jwks_fetch_is_remembered_for_the_cooldown() -> None:
+    keys = KeySet()
+    endpoint = HeldJwks(keys)
+    endpoint.fail = True
+    endpoint.release.set()
+    jwks = JwksKeys("http://idp.invalid/jwks", cooldown_s=30, fetch=endpoint)
+    verifier = TokenVerifier(TokenConfig(hs256_secret=HS_SECRET, audience=AUDIENCE), jwks=jwks)
+    for _ in range(5):
+        with pytest.raises(InvalidTokenError, match="signing keys unavailable"):
+            await verifier.averify(keys.rs256())
+    assert endpoint.fetches == 1
+
+
+# --- finding 9: an alg that does not match the kid's key is a 401, not a crash ---------
+
+
+async def test_algorithm_not_matching_the_named_key(jwks: JwksServer) -> None:
+    verifier = TokenVerifier(TokenConfig(jwks_url=jwks.url, audience=AUDIENCE))
+    # signed with the EC key but naming the RSA key's kid, and the reverse
+    forged = [jwks.keys.es256(kid="rsa-1"), jwks.keys.rs256(kid="ec-1")]
+    for token in forged:
+        with pytest.raises(InvalidTokenError, match="does not match"):
+            await verifier.averify(token)
+
+
+# --- finding 10: token rules ------------------------------------------------------------
+
+
+async def test_token_rules() -> None:
+    verifier = TokenVerifier(TokenConfig(hs256_secret=HS_SECRET, audience=AUDIENCE))
+    now = int(time.time())
+    refused = {
+        "exp in 9999": hs256(exp=253402300799),
+        "lives 25 h": hs256(iat=now, exp=now + 25 * 3600),
+        "string exp": hs256(exp=str(now + 60)),
+        "string iat": hs256(iat=str(now)),
+        "bool nbf": hs256(nbf=True),
+        "blank tenant": hs256(tenant=" "),
+        "NUL tenant": hs256(tenant="\x00"),
+        "zero-width tenant": hs256(tenant="acme\u200b"),
+        "wildcard tenant": hs256(tenant="*"),
+        "long tenant": hs256(tenant="a" * 65),
+        "number tenant": hs256(tenant=5),
+        "rooms not a list": hs256(rooms="acme-*"),
+        "room pattern with a newline": hs256(rooms=["acme-\n"]),
+    }
+    for name, token in refused.items():
+        with pytest.raises(InvalidTokenError):
+            await verifier.averify(token)
+            pytest.fail(name)
+    assert (await verifier.averify(hs256(tenant="acme.eu_1-x"))).tenant == "acme.eu_1-x"
+    assert (await verifier.averify(hs256(rooms=["acme-*"]))).rooms == ("acme-*",)
+
+
+def test_short_hs256_secrets_and_bad_tenant_names_are_configuration_errors() -> None:
+    from agent.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match="AUTH_JWT_SECRET"):
+        Settings.from_env({"AUTH_JWT_SECRET": "abc"})
+    with pytest.raises(SettingsError, match="tenant"):
+        Settings.from_env({"TENANT_LIMITS": '{"acme\\u200b": {}}'})
+    assert Settings.from_env({"AUTH_JWT_SECRET": "x" * 32}).auth_jwt_secret
