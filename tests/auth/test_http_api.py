@@ -223,3 +223,29 @@ async def test_no_500_for_hostile_headers(client: TestClient) -> None:
             continue  # the client refuses to send it at all
         assert resp.status in (400, 401), value[:20]
     await asyncio.sleep(0)
+
+
+async def test_metrics_can_require_a_token(tmp_path: Path) -> None:
+    """Finding 5: the clip-cache hit counter on an open /metrics told tenants of each
+    other's replies; operators can close it with METRICS_TOKEN."""
+    s = settings(tmp_path, metrics_token="metrics-token-0123456789")
+    async with TestClient(TestServer(build_app(build_context(s)))) as client:
+        assert (await client.get("/metrics")).status == 401
+        assert (await client.get("/metrics", headers=bearer("wrong"))).status == 401
+        tenant_token = bearer(hs256(tenant="acme"))
+        assert (await client.get("/metrics", headers=tenant_token)).status == 401
+        ok = await client.get("/metrics", headers=bearer("metrics-token-0123456789"))
+        assert ok.status == 200 and "rate_limit_rejections" in await ok.text()
+        assert (await client.get("/healthz")).status == 200  # probes stay open
+
+
+async def test_speak_refuses_what_would_speak_too_long(client: TestClient) -> None:
+    digits = " ".join(f"{1000 + (i * 7919) % 9000}" for i in range(400))[:2000]
+    resp = await client.post(
+        "/v1/speak",
+        json={"text": digits, "tts": {"speed": 0.5}},
+        headers=bearer(hs256(tenant="globex")),
+    )
+    assert resp.status == 413
+    error = (await resp.json())["error"]
+    assert error["code"] == "too_large" and "at most 60 s" in error["message"]

@@ -77,3 +77,31 @@ async def test_session_logs_are_json_with_context_and_no_secrets(
     assert SECRET not in text
     assert "eyJ" not in text  # no JWT, in a field or in a message
     assert "capital of France" not in text  # transcripts are dropped by default
+
+
+def test_livekit_pii_fields_and_unusual_jwts_are_redacted(captured: io.StringIO) -> None:
+    """Finding 7: livekit-agents' ``lk.pii.*`` fields and JWTs whose header is not the
+    usual ``{"`` (eyJ...) reached the logs."""
+    import base64
+
+    import jwt
+
+    log = logging.getLogger("livekit.agents")
+    said = "my card number is 4471 0000 1234 5678"
+    log.warning("skipping user input", extra={"lk.pii.user_input": said})
+    log.debug("received user transcript", extra={"lk.pii.user_transcript": said})
+    # a valid token whose header starts with a space: base64 "eyAi..." / "IHsi..."
+    body = jwt.encode({"tenant": "acme", "exp": 9999999999}, SECRET + "-signing-key-0123", algorithm="HS256")
+    _, payload, signature = body.split(".")
+    odd_header = base64.urlsafe_b64encode(b' {"alg":"HS256","typ":"JWT"}').rstrip(b"=").decode()
+    odd = f"{odd_header}.{payload}.{signature}"
+    assert not odd.startswith("eyJ")
+    log.error("upstream rejected %s", odd)
+    log.info("token in a field", extra={"detail": f"got {odd} back"})
+    text = captured.getvalue()
+    assert said not in text and "4471" not in text
+    assert odd not in text and signature not in text
+    assert text.count("***") >= 2
+    # ordinary dotted names are left alone
+    logging.getLogger("agent").info("loaded", extra={"model": "smart-turn.v3.onnx"})
+    assert "smart-turn.v3.onnx" in captured.getvalue()
