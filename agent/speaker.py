@@ -23,6 +23,7 @@ import contextlib
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIError, tokenize, tts
 
@@ -168,7 +169,7 @@ class Speaker:
             return await _collect(fallback, unit)
 
 
-async def _collect(voice: tts.TTS, text: str) -> bytes:
+async def _collect(voice: tts.TTS[Any], text: str) -> bytes:
     async with voice.synthesize(text) as stream:
         return b"".join([bytes(ev.frame.data) async for ev in stream])
 

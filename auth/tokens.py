@@ -157,7 +157,7 @@ class TokenVerifier:
             raise InvalidTokenError("token algorithm does not match its signing key")
         return jwk.key
 
-    def _decode(self, token: str, alg: str, key: Any, check_time: bool) -> Identity:
+    def _decode(self, token: str, alg: Any, key: Any, check_time: bool) -> Identity:
         cfg = self.config
         try:
             claims: dict[str, Any] = jwt.decode(

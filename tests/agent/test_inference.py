@@ -361,3 +361,18 @@ async def test_options_are_bounded_and_frames_sized_to_real_requests(server: str
     reply, _ = await client.call("stt", {"beam_size": 1}, speech(SENTENCES[0]).tobytes())
     assert wer(SENTENCES[0], reply["text"]) <= 0.2
     await client.aclose()
+
+
+async def test_the_http_api_speaks_through_the_inference_process(
+    server: str, cache_dir: Path
+) -> None:
+    """Finding 2: under ``start`` /v1/speak loaded a second Piper in the main process."""
+    from agent.api_runtime import speech_engines
+    from agent.speaker import Speaker
+
+    engines = speech_engines(settings_for(cache_dir, INFERENCE_ADDRESS=server))
+    speaker = Speaker(engines, max_audio_s=60)
+    parts = await speaker.prepare("Hello from the shared voice.", None)
+    pcm = b"".join([c async for c in speaker.stream("acme", parts, 1.2)])
+    assert len(pcm) > engines.piper.sample_rate  # > 0.5 s
+    assert engines.inference is not None and engines.piper._voice is None  # no local model

@@ -161,3 +161,24 @@ async def test_deeply_nested_json_is_an_error_event(text_engines: Engines) -> No
         await manager.aclose()
     with pytest.raises(MetadataError, match="nested deeper"):
         DispatchMetadata.parse('{"config": ' + DEEP + "}")
+
+
+async def test_ending_a_job_tells_every_participant(text_engines: Engines) -> None:
+    """What a job that lost its tenant slot does (finding 11): a notice, then the end."""
+    manager, control, transport = room(text_engines)
+    told: list[tuple[str, str]] = []
+
+    async def tell(identity: str, text: str) -> None:
+        told.append((identity, text))
+
+    await control.on_config("bob", '{"audio": false}')
+    await control.on_config("carol", '{"audio": false}')
+    await manager.end_all("This call has to end now.", notify_text=tell)
+    assert sorted(told) == [
+        ("bob", "This call has to end now."),
+        ("carol", "This call has to end now."),
+    ]
+    assert manager.sessions == {}
+    event = await control.on_config("dave", '{"audio": false}')
+    assert event is not None and event["code"] == "apply_failed"  # nothing new attaches
+    await manager.aclose()

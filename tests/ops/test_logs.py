@@ -91,7 +91,9 @@ def test_livekit_pii_fields_and_unusual_jwts_are_redacted(captured: io.StringIO)
     log.warning("skipping user input", extra={"lk.pii.user_input": said})
     log.debug("received user transcript", extra={"lk.pii.user_transcript": said})
     # a valid token whose header starts with a space: base64 "eyAi..." / "IHsi..."
-    body = jwt.encode({"tenant": "acme", "exp": 9999999999}, SECRET + "-signing-key-0123", algorithm="HS256")
+    body = jwt.encode(
+        {"tenant": "acme", "exp": 9999999999}, SECRET + "-signing-key-0123", algorithm="HS256"
+    )
     _, payload, signature = body.split(".")
     odd_header = base64.urlsafe_b64encode(b' {"alg":"HS256","typ":"JWT"}').rstrip(b"=").decode()
     odd = f"{odd_header}.{payload}.{signature}"
