@@ -72,7 +72,10 @@ class ClipStore:
         self._db_pid = -1
         # clips are what the agent said to someone: readable by the worker's user only
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700)
+        if self.root.stat().st_mode & 0o077:
+            # a read-only volume keeps its modes; the clips there are served all the same
+            with contextlib.suppress(OSError):
+                os.chmod(self.root, 0o700)
         (self.root / "tmp").mkdir(mode=0o700, exist_ok=True)
         self._reconcile()
 

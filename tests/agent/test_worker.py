@@ -177,7 +177,8 @@ async def test_dispatch_needs_a_valid_token_and_respects_concurrent_sessions(
         acme = hs256(tenant=tenant, aud=None, iss=None)
         assert not await offer("J_none", None)  # no token
         assert not await offer("J_forged", acme[:-4] + "AAAA")  # bad signature
-        assert not await offer("J_initech", hs256(tenant="initech", aud=None, iss=None))
+        initech = hs256(tenant="initech", aud=None, iss=None)
+        assert not await offer("J_initech", initech, room="initech-J_initech")
         # finding 1: a valid token, but another tenant's room (or a bad room name)
         assert not await offer("J_other", acme, room="globex-support-42")
         assert not await offer("J_newline", acme, room=f"{tenant}-a\nb")

@@ -37,7 +37,7 @@ async def test_ended_sessions_leave_nothing_attached_to_the_shared_engines(engin
     from agent.voice_manager import SessionIO, VoiceManager
 
     manager = VoiceManager(engines, instructions="Answer briefly.")
-    shared = [engines.tts, engines._espeak()]
+    shared = [engines.tts, engines.fallback_voice()]
     before = [sum(map(len, voice._events.values())) for voice in shared]
     for i in range(10):
         await manager.attach(f"caller-{i}", SessionIO(PacedAudioInput(), RecordingAudioOutput()))
