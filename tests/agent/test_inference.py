@@ -158,8 +158,8 @@ async def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(server
     reader, writer = await asyncio.open_unix_connection(socket_path(server))
     writer.write(b"\x00\x00\x00\x05\x00\x00\x00\x00{oops")
     writer.write(encode({"id": 1, "op": "hello"}))
-    await writer.drain()
     try:  # closed, hello unanswered (a reset when the server closed with bytes unread)
+        await writer.drain()
         assert await asyncio.wait_for(reader.read(), 10) == b""
     except ConnectionResetError:
         pass
@@ -242,6 +242,21 @@ async def test_a_voice_turn_with_barge_in_on_the_shared_engines(
 OTHER_USER_PYTHON = "/usr/bin/python3"
 
 
+def run_as_nobody(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run by another local user (uid/gid 65534); needs root, as CI has."""
+    if os.getuid() != 0:
+        pytest.fail("this test switches to another uid and must run as root (as CI does)")
+    return subprocess.run(
+        [OTHER_USER_PYTHON, "-c", code],
+        cwd="/",
+        user=65534,
+        group=65534,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 def test_the_socket_is_private_to_the_workers_user(server: str) -> None:
     path = Path(server)
     assert path.stat().st_mode & 0o777 == 0o600
@@ -253,8 +268,6 @@ def test_the_socket_is_private_to_the_workers_user(server: str) -> None:
 def test_another_uid_cannot_connect(server: str) -> None:
     """As another user (nobody) on the same machine, connecting fails: the directory is
     0700, and the server's peer-credential check would close it anyway."""
-    if os.getuid() != 0:
-        pytest.fail("this test switches to another uid and must run as root (as CI does)")
     code = f"""
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -265,22 +278,12 @@ except OSError as e:
     sys.exit(0)
 print("connected")
 """
-    out = subprocess.run(
-        [OTHER_USER_PYTHON, "-c", code],
-        cwd="/",
-        user=65534,
-        group=65534,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    out = run_as_nobody(code)
     assert out.stdout.startswith("refused PermissionError"), (out.stdout, out.stderr)
 
 
 async def test_a_peer_of_another_uid_is_closed_even_with_the_path_open(cache_dir: Path) -> None:
     """The second wall: the peer check alone (the directory made reachable on purpose)."""
-    if os.getuid() != 0:
-        pytest.fail("this test switches to another uid and must run as root (as CI does)")
     import shutil
     import tempfile
 
@@ -305,16 +308,7 @@ try:
 except ConnectionResetError:
     print("closed")
 """
-        out = await asyncio.to_thread(
-            subprocess.run,
-            [OTHER_USER_PYTHON, "-c", code],
-            cwd="/",
-            user=65534,
-            group=65534,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        out = await asyncio.to_thread(run_as_nobody, code)
         assert out.stdout.strip() == "closed", (out.stdout, out.stderr[-500:])
     finally:
         await server.close()

@@ -44,6 +44,16 @@ async def client(tmp_path: Path) -> AsyncIterator[TestClient]:
         yield c
 
 
+def with_livekit(tmp_path: Path, fake: FakeLiveKit) -> Settings:
+    """Settings whose LiveKit API (dispatch) is ``fake``."""
+    return settings(
+        tmp_path,
+        livekit_url=fake.url.replace("ws://", "http://"),
+        livekit_api_key="devkey",
+        livekit_api_secret="x" * 40,
+    )
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -128,12 +138,7 @@ async def test_dispatch_sends_a_grant_for_the_tenants_own_room(tmp_path: Path) -
     fake = FakeLiveKit()
     await fake.start()
     try:
-        s = settings(
-            tmp_path,
-            livekit_url=fake.url.replace("ws://", "http://"),
-            livekit_api_key="devkey",
-            livekit_api_secret="x" * 40,
-        )
+        s = with_livekit(tmp_path, fake)
         token = hs256(tenant="globex")
         async with TestClient(TestServer(build_app(build_context(s)))) as client:
             for room, status in [
@@ -173,12 +178,7 @@ async def test_rooms_claim_narrows_or_extends_the_tenants_rooms(tmp_path: Path) 
     fake = FakeLiveKit()
     await fake.start()
     try:
-        s = settings(
-            tmp_path,
-            livekit_url=fake.url.replace("ws://", "http://"),
-            livekit_api_key="devkey",
-            livekit_api_secret="x" * 40,
-        )
+        s = with_livekit(tmp_path, fake)
         narrow = bearer(hs256(tenant="globex", rooms=["globex-sales-*", "lobby"]))
         async with TestClient(TestServer(build_app(build_context(s)))) as client:
             for room, status in [("globex-sales-1", 200), ("lobby", 200), ("globex-hr-1", 403)]:
