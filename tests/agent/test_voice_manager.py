@@ -184,3 +184,23 @@ async def test_a_backchannel_does_not_take_the_turn(engines) -> None:
     assert not users  # no user turn was committed
     # the VAD paused the agent (barge-in stays fast) and the reply resumed
     assert seg.paused_at and seg.resumed_at, (seg.paused_at, seg.resumed_at)
+
+
+@pytest.mark.slow
+async def test_a_job_ending_early_says_its_notice_before_the_voice_session_closes(
+    engines: Any,
+) -> None:
+    """A job that lost its tenant slot (finding 11) speaks the notice, then ends."""
+    manager = VoiceManager(engines, instructions="Answer in one short sentence.")
+    mic, speaker = PacedAudioInput(), RecordingAudioOutput()
+    await manager.attach("alice", SessionIO(mic, speaker))
+    silence = asyncio.create_task(mic.play_silence(60))
+    try:
+        await asyncio.wait_for(manager.end_all("This call has to end now. Goodbye."), 60)
+        assert manager.sessions == {}
+        pcm, rate = speaker.pcm()
+        assert pcm.size / rate > 1.0  # the notice was played out (> 1 s) before closing
+        assert np.abs(pcm).max() > 1000
+    finally:
+        silence.cancel()
+        await manager.aclose()
