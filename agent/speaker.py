@@ -147,7 +147,7 @@ class Speaker:
         for unit in parts:
             async with self._turns.turn(tenant):
                 pcm = await self._unit_pcm(voice, unit)
-            if len(pcm) >= budget:
+            if len(pcm) > budget:
                 SPEAK_TRUNCATED.inc()
                 logger.warning("speak audio cut at the cap", extra={"tenant": tenant})
                 yield pcm[: budget - budget % 2]

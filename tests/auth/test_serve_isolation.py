@@ -145,6 +145,7 @@ async def test_speak_cost_is_bounded_and_fair(serve: Serve) -> None:
             status, body, _ = await speak(http, serve.url, "acme", DIGITS, speed=0.5)
         assert status == 413, body[:200]
         assert "at most 60 s" in json.loads(body)["error"]["message"]
+        print(f"2 000 digits at speed 0.5: 413, peak RSS +{(rss.peak - base) / 1e6:.0f} MB")
         assert rss.peak - base < 300 << 20
 
         # tenant A's long request (under the cap) runs; B's short one is not stuck behind it
@@ -158,6 +159,8 @@ async def test_speak_cost_is_bounded_and_fair(serve: Serve) -> None:
             long_status, long_audio, long_s = await long_req
         assert long_status == 200 and len(long_audio) > 2 * 22050 * 30
         print(f"short request {short_s:.2f} s while the long one took {long_s:.2f} s")
+        print(f"long request: {(len(long_audio) - 44) / 2 / 22050:.1f} s of audio, ", end="")
+        print(f"peak RSS +{(rss.peak - base) / 1e6:.0f} MB")
         assert short_s < 3.0
         assert rss.peak - base < 300 << 20
 
@@ -171,6 +174,7 @@ async def test_distinct_speeds_create_no_threads(serve: Serve) -> None:
         for speed in speeds:
             assert (await speak(http, serve.url, "acme", "Hi.", speed))[0] == 200
         after = serve.ps.num_threads()
+    print(f"60 distinct speeds: threads {before} -> {after}")
     assert after - before < 10, (before, after)
 
 
