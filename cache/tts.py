@@ -86,12 +86,8 @@ class CachedTTS(tts.TTS):
         )
         self.inner = inner
         self.store = store
-        self.config = dict(config) if config is not None else tts_identity(inner)
-        self.config_hash = config_hash(self.config)
+        self._explicit_config = dict(config) if config is not None else None
         self.namespace = namespace
-        self._own_hash = (
-            config_hash({**self.config, "namespace": namespace}) if namespace else self.config_hash
-        )
         self._shared = shared_sentences
         self._tokenizer = sentence_tokenizer or tokenize.blingfire.SentenceTokenizer()
         self.lookups: deque[CacheLookup] = deque(maxlen=256)
@@ -105,10 +101,23 @@ class CachedTTS(tts.TTS):
     def provider(self) -> str:
         return self.inner.provider
 
+    @property
+    def config(self) -> dict[str, Any]:
+        """What identifies the audio now: read from the inner TTS at every lookup, so
+        ``inner.update_options(speed=...)`` gives new keys instead of old clips."""
+        if self._explicit_config is not None:
+            return self._explicit_config
+        return tts_identity(self.inner)
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.config)
+
     def key(self, text: str) -> str:
+        config = self.config
         if self.namespace and normalize_text(text) not in self._shared:
-            return clip_key(text, self._own_hash)
-        return clip_key(text, self.config_hash)
+            config = {**config, "namespace": self.namespace}
+        return clip_key(text, config_hash(config))
 
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS

@@ -107,3 +107,26 @@ async def test_fill_synthesizes_only_missing_phrases(piper_tts, store: ClipStore
     assert await voice.fill(["Hello!", "One moment please."]) == 2
     assert await voice.fill(["Hello!", "One moment please.", "Goodbye."]) == 1
     assert store.stats().clips == 3
+
+
+async def test_a_changed_speed_on_the_voice_gives_new_keys(tmp_path, piper_tts) -> None:
+    """The key was computed once: after ``update_options(speed=...)`` on the voice the cache
+    kept serving clips of the old speed."""
+    from plugins.piper import PiperTTS
+
+    voice = PiperTTS(voice_instance=piper_tts._voice, use_cuda=False)
+    cached = CachedTTS(voice, ClipStore(tmp_path / "clips", max_bytes=1 << 26))
+    sentence = "The lobby is on the ground floor."
+
+    async def seconds() -> float:
+        async with cached.synthesize(sentence) as stream:
+            frames = [ev.frame async for ev in stream]
+        await cached.wait_stored()
+        return sum(f.samples_per_channel for f in frames) / frames[0].sample_rate
+
+    normal = await seconds()
+    key = cached.key(sentence)
+    voice.update_options(speed=2.0)
+    assert cached.key(sentence) != key
+    fast = await seconds()
+    assert fast < normal * 0.75, (normal, fast)  # synthesized at the new speed, not the old clip
