@@ -353,7 +353,9 @@ class Engines:
         return self._turn_batcher
 
     def queued(self) -> dict[str, int]:
-        """Requests waiting for each engine's worker thread (its executor's queue)."""
+        """Requests waiting for each engine: in its executor's queue, and in its batcher
+        (whisper and Smart Turn gather waiting requests there, so their executor queue never
+        holds more than the running batch)."""
         engines = {
             "stt": self._stt,
             "tts": self._piper,
@@ -364,7 +366,10 @@ class Engines:
         for name, engine in engines.items():
             executor = getattr(engine, "_executor", None)
             queue = getattr(executor, "_work_queue", None)
-            out[name] = queue.qsize() if queue is not None else 0
+            waiting = getattr(engine, "waiting", 0)
+            out[name] = (queue.qsize() if queue is not None else 0) + (
+                waiting if isinstance(waiting, int) else 0
+            )
         return out
 
     def start_queue_gauge(self, interval_s: float = 1.0) -> None:

@@ -43,6 +43,11 @@ class Batcher(Generic[T, R]):
         self._runner: asyncio.Task[None] | None = None
         self.batch_sizes: list[int] = []  # recent runs, for tests, benchmarks and logs
 
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for the next batch (the running batch is not counted)."""
+        return sum(1 for _, fut, _ in self._pending if not fut.done())
+
     async def submit(self, item: T) -> R:
         loop = asyncio.get_running_loop()
         if self._runner is not None and self._runner.get_loop() is not loop:

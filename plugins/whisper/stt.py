@@ -181,6 +181,11 @@ class WhisperSTT(stt.STT):
             self._opts.interim_interval = interim_interval
 
     @property
+    def waiting(self) -> int:
+        """Decodes waiting for the next batch."""
+        return self._batcher.waiting if self._batcher else 0
+
+    @property
     def batch_sizes(self) -> list[int]:
         """Sizes of the recent batched decodes (empty when decoding elsewhere)."""
         return self._batcher.batch_sizes if self._batcher else []

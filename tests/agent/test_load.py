@@ -102,3 +102,34 @@ async def test_requests_waiting_for_the_next_batch_count_as_queue_delay() -> Non
     # the third waited two batches
     assert QUEUE_DELAYS.delay("batched", window_s=5.0) >= 0.5
     batcher.shutdown()
+
+
+async def test_the_queued_gauge_counts_requests_waiting_in_a_batcher(tmp_path: Path) -> None:
+    """``voice_inference_queued`` read only the executor queue: with the model busy and
+    four pauses waiting in the turn batcher it said 0."""
+    import threading
+
+    import numpy as np
+
+    from agent.engines import Engines
+    from agent.settings import Settings
+
+    release = threading.Event()
+
+    class BusyModel:
+        def predict(self, utterances: list[Any]) -> list[float]:
+            release.wait(10)
+            return [0.5] * len(utterances)
+
+    engines = Engines(Settings(cache_path=tmp_path), turn_model=BusyModel(), clip_store=None)  # type: ignore[arg-type]
+    clip = np.zeros(1600, dtype=np.float32)
+    first = asyncio.create_task(engines.turn_batcher.predict(clip))
+    await asyncio.sleep(0.1)  # the first one runs on the model thread
+    waiting = [asyncio.create_task(engines.turn_batcher.predict(clip)) for _ in range(4)]
+    await asyncio.sleep(0.05)
+    try:
+        assert engines.queued()["turn"] == 4
+    finally:
+        release.set()
+    assert await asyncio.gather(first, *waiting) == [0.5] * 5
+    assert engines.queued()["turn"] == 0
