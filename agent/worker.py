@@ -23,7 +23,7 @@ from typing import Any
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess
 
 from . import logs
-from .admission import Admission, DispatchCredentials, SessionLease, build_limiter
+from .admission import ANONYMOUS, Admission, DispatchCredentials, SessionLease, build_limiter
 from .control import ControlChannel
 from .dispatch import DispatchMetadata
 from .engines import Engines, turn_options
@@ -93,9 +93,15 @@ async def entrypoint(ctx: JobContext) -> None:
     engines.start_queue_gauge()
     settings = engines.settings
     meta = DispatchMetadata.parse(ctx.job.metadata)
-    # verified again here (signature; admission checked the time): never an unverified claim
-    tenant = await DispatchCredentials(settings).tenant_of(
-        meta, ctx.job.room.name, check_time=False
+    console = _console_enabled()
+    # verified again here (signature; admission checked the time): never an unverified
+    # claim. The console is the operator's own terminal: no dispatch, no tenant.
+    tenant = (
+        ANONYMOUS
+        if console
+        else await DispatchCredentials(settings).tenant_of(
+            meta, ctx.job.room.name, check_time=False
+        )
     )
     # every log record of this job (and of its sessions' tasks) carries these
     logs.bind(room=ctx.job.room.name, job_id=ctx.job.id, tenant=tenant)
@@ -126,7 +132,7 @@ async def entrypoint(ctx: JobContext) -> None:
             "only_participant": meta.participant,
         },
     )
-    if _console_enabled():
+    if console:
         # the console replaces the room: one session wired to the terminal by livekit-agents
         manager = VoiceManager(
             engines,

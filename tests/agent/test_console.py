@@ -63,6 +63,9 @@ class Terminal:
 @pytest.mark.slow
 def test_console_text_answers_a_typed_line(cache_dir: Path) -> None:
     env = dict(os.environ, CACHE_PATH=str(cache_dir), TERM="xterm", COLUMNS="200", LINES="40")
+    # with auth configured the console still works: it is the operator's own terminal, with
+    # no dispatch (and no grant or token) behind it
+    env["AUTH_JWT_SECRET"] = "console-test-secret-0123456789abcdef"
     term = Terminal([sys.executable, "-m", "agent", "console", "--text"], env)
     try:
         assert term.read_until("Type to talk", 120), term.text()[-2000:]
