@@ -88,6 +88,31 @@ async def run_http(settings: Settings, ctx: ApiContext, stop: asyncio.Event) -> 
         await ctx.limiter.backend.aclose()
 
 
+class VoiceWarmup:
+    """``serve``'s readiness: the voice ``/v1/speak`` needs, loaded in the background at
+    start (``loading``, then ``loaded`` or ``failed``), so /readyz says whether this process
+    can serve instead of always yes."""
+
+    def __init__(self) -> None:
+        self.state = "loading"
+
+    async def run(self, ctx: ApiContext) -> None:
+        if ctx.speaker is None:
+            self.state = "not used"
+            return
+        speaker = ctx.speaker
+        try:
+            await asyncio.to_thread(lambda: speaker.sample_rate)  # loads the voice
+        except Exception as e:
+            self.state = "failed"
+            logger.error("the voice did not load", extra={"error": str(e)})
+        else:
+            self.state = "loaded"
+
+    def readiness(self) -> dict[str, Any]:
+        return {"models": self.state, "livekit": "not used"}
+
+
 def serve(settings: Settings) -> int:
     """``python -m agent serve``: the HTTP API alone, until SIGTERM/SIGINT."""
 
@@ -96,7 +121,13 @@ def serve(settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run_http(settings, build_context(settings), stop)
+        warmup = VoiceWarmup()
+        ctx = build_context(settings, warmup.readiness)
+        warming = asyncio.create_task(warmup.run(ctx))
+        try:
+            await run_http(settings, ctx, stop)
+        finally:
+            warming.cancel()
 
     asyncio.run(main())
     return 0

@@ -257,7 +257,7 @@ class Api:
 
     async def readyz(self, request: web.Request) -> web.Response:
         state = self.ctx.readiness()
-        ready = all(v in (True, "connected", "not used") for v in state.values())
+        ready = all(v in (True, "connected", "loaded", "not used") for v in state.values())
         return web.json_response({"ready": ready, **state}, status=200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:

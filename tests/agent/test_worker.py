@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -48,7 +49,17 @@ async def start_worker(env: dict[str, str]) -> asyncio.subprocess.Process:
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,  # its own process group: stop_worker() ends all of it
     )
+
+
+async def stop_worker(proc: asyncio.subprocess.Process) -> None:
+    """Kill the worker and everything it started (forkserver, job processes, inference
+    process). Killing the main process alone can leave a job process hanging in interpreter
+    shutdown with the worker's stdout still open, and ``proc.wait()`` waits for that pipe."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    await asyncio.wait_for(proc.wait(), 30)
 
 
 async def collect(proc: asyncio.subprocess.Process, into: list[str]) -> None:
@@ -113,9 +124,7 @@ async def test_start_registers_accepts_dispatch_and_refuses_when_full(cache_dir:
         code = await asyncio.wait_for(proc.wait(), timeout=60)
         assert code == 0
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await stop_worker(proc)
         reader.cancel()
         await fake.aclose()
 
@@ -211,8 +220,6 @@ async def test_dispatch_needs_a_valid_token_and_respects_concurrent_sessions(
         assert "room_not_allowed" in log and "invalid_room" in log
         assert grant not in log
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await stop_worker(proc)
         reader.cancel()
         await fake.aclose()

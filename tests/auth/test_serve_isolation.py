@@ -211,3 +211,39 @@ def test_a_short_hs256_secret_is_a_configuration_error(tmp_path: Path) -> None:
     )
     assert out.returncode == 2
     assert "AUTH_JWT_SECRET must be at least 32 bytes" in out.stderr
+
+
+async def test_readyz_says_whether_the_voice_loaded(serve: Serve, tmp_path: Path) -> None:
+    """/readyz under serve was a constant 200."""
+    async with aiohttp.ClientSession() as http:
+
+        async def ready(url: str) -> tuple[int, dict[str, object]]:
+            for _ in range(300):
+                async with http.get(f"{url}/readyz") as resp:
+                    body = await resp.json()
+                    if body["models"] != "loading":
+                        return resp.status, body
+                await asyncio.sleep(0.2)
+            raise AssertionError("the voice neither loaded nor failed within 60 s")
+
+        assert await ready(serve.url) == (
+            200,
+            {"ready": True, "models": "loaded", "livekit": "not used"},
+        )
+        port = free_port()
+        broken_env = dict(
+            os.environ,
+            CACHE_PATH=str(tmp_path / "broken"),
+            HTTP_HOST="127.0.0.1",
+            HTTP_PORT=str(port),
+            TTS_VOICE=str(tmp_path / "no-such-voice.onnx"),
+            LOG_LEVEL="ERROR",
+        )
+        proc = start_serve(broken_env)
+        try:
+            await asyncio.to_thread(wait_for_port, port)
+            status, body = await ready(f"http://127.0.0.1:{port}")
+            assert status == 503 and body["models"] == "failed"
+        finally:
+            proc.terminate()
+            await asyncio.to_thread(proc.wait, 20)

@@ -16,7 +16,7 @@ import psutil
 import pytest
 from livekit.protocol import agent as proto
 
-from tests.agent.test_worker import AGENT_NAME, collect, start_worker, worker_env
+from tests.agent.test_worker import AGENT_NAME, collect, start_worker, stop_worker, worker_env
 from tests.fake_livekit import FakeLiveKit
 
 pytestmark = pytest.mark.slow
@@ -83,9 +83,7 @@ async def test_a_killed_job_process_leaves_the_worker_and_other_jobs_running(cac
             for m in fake.seen
         ), "the other job was disturbed"
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await stop_worker(proc)
         reader.cancel()
         await fake.aclose()
 
@@ -123,8 +121,6 @@ async def test_sigterm_refuses_new_jobs_and_exits_0_once_running_jobs_end(cache_
         assert took < drain_s, f"exited only after {took:.1f}s: the drain did not see the job end"
         assert "draining worker" in "".join(output)
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await stop_worker(proc)
         reader.cancel()
         await fake.aclose()
