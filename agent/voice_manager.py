@@ -26,6 +26,7 @@ from livekit.agents import Agent, AgentSession, llm, utils
 from livekit.agents.voice import room_io
 from livekit.agents.voice.events import CloseEvent
 from livekit.agents.voice.io import AudioInput, AudioOutput
+from livekit.agents.voice.transcription import TranscriptSynchronizer
 
 from plugins.smart_turn import SmartTurnDetector
 
@@ -34,6 +35,13 @@ from .audio_input import NormalizedAudioInput
 from .engines import Engines
 from .log import logger
 from .metrics import ACTIVE_SESSIONS, SESSIONS_ENDED, SESSIONS_STARTED, SessionMetrics
+from .participant_room import (
+    AgentStates,
+    ParticipantTranscript,
+    ReplyTrackPermissions,
+    UserTranscripts,
+    reply_track_name,
+)
 from .session_config import SessionConfig
 from .swappable import SwappableTTS, SwitchableNoiseFilter
 from .voice_agent import VoiceAgent
@@ -125,6 +133,8 @@ class VoiceManager(utils.EventEmitter[str]):
         self._releasing: set[asyncio.Task[None]] = set()  # voice chains being closed
         self._pending_detach: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._states = AgentStates(room, lambda: len(self._sessions)) if room is not None else None
+        self._permissions: ReplyTrackPermissions | None = None
 
     @property
     def room_config(self) -> SessionConfig:
@@ -148,6 +158,8 @@ class VoiceManager(utils.EventEmitter[str]):
         room = self._room
         if room is None:
             raise RuntimeError("bind_room() needs a VoiceManager created with a room")
+        # before any reply track exists: each is for its own participant's ears only
+        self._permissions = ReplyTrackPermissions(room)
         room.on("track_published", self._on_track_published)
         room.on("participant_disconnected", self._on_participant_disconnected)
         for participant in room.remote_participants.values():
@@ -241,13 +253,19 @@ class VoiceManager(utils.EventEmitter[str]):
             start = session.start(agent)
         else:
             room_options = self._room_options(identity, noise_filter)
-            start = session.start(agent, room=self._room, room_options=room_options)
+            # no session host: livekit-agents would let any participant of the room observe
+            # and drive the room's first session over ``lk.agent.session`` streams
+            start = session.start(
+                agent, room=self._room, room_options=room_options, session_host=False
+            )
         # the session's tasks are created in this context and keep it: every record they
         # log carries the participant (room, tenant and job id come from the entrypoint)
         context = contextvars.copy_context()
         context.run(logs.bind, participant=identity)
         try:
             await asyncio.create_task(start, context=context)
+            if audio and io is None:
+                self._address_to_participant(entry)
         except BaseException:
             self._sessions.pop(identity, None)
             if noise_filter is not None:
@@ -260,6 +278,23 @@ class VoiceManager(utils.EventEmitter[str]):
         ACTIVE_SESSIONS.inc()
         self.emit("session_attached", entry)
         return entry
+
+    def _address_to_participant(self, entry: ParticipantSession) -> None:
+        """Replace what RoomIO sends to the whole room (transcripts, the agent's state) by
+        the same sent to this session's participant only (agent/participant_room.py)."""
+        assert self._room is not None and self._states is not None
+        session, identity = entry.session, entry.identity
+        session.off("agent_state_changed", session.room_io._on_agent_state_changed)
+        session.on("agent_state_changed", self._states.listener(identity))
+        session.on("user_input_transcribed", UserTranscripts(self._room, identity).on_transcribed)
+        # the transcript follows the audio as it is played out, as RoomIO's would
+        synchronizer = TranscriptSynchronizer(
+            next_in_chain_audio=session.output.audio,
+            next_in_chain_text=ParticipantTranscript(self._room, identity),
+        )
+        session.output.audio = synchronizer.audio_output
+        session.output.transcription = synchronizer.text_output
+        self._states.set(identity, session.agent_state)
 
     def _set_audio_subscription(self, identity: str, subscribed: bool) -> None:
         """A text session does not even receive the participant's audio."""
@@ -334,9 +369,12 @@ class VoiceManager(utils.EventEmitter[str]):
             audio_input=room_io.AudioInputOptions(
                 noise_cancellation=noise_filter if noise_filter is not None else None
             ),
-            audio_output=room_io.AudioOutputOptions(track_name=f"agent-{identity}"),
+            audio_output=room_io.AudioOutputOptions(track_name=reply_track_name(identity)),
             # typed chat is routed per room, not per session (several sessions share a room)
             text_input=False,
+            # RoomIO would stream transcripts to the whole room; each session sends its own
+            # to its participant (_address_to_participant)
+            text_output=False,
             close_on_disconnect=True,
         )
 
@@ -351,6 +389,8 @@ class VoiceManager(utils.EventEmitter[str]):
             self._releasing.add(task)
             task.add_done_callback(self._releasing.discard)
         entry.close_reason = entry.close_reason or str(ev.reason)
+        if self._states is not None and entry.mode == "audio" and entry.io is None:
+            self._states.set(entry.identity, "")
         if ev.error is not None:
             logger.error(
                 "voice session closed by an error",
@@ -416,3 +456,7 @@ class VoiceManager(utils.EventEmitter[str]):
         )
         if self._releasing:
             await asyncio.wait(set(self._releasing))
+        if self._permissions is not None:
+            self._permissions.close()
+        if self._states is not None:
+            await self._states.aclose()

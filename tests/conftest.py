@@ -8,6 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.private_network import enter_private_network
+
+# First thing, while the process has one thread: the whole test session runs in a network
+# namespace of its own (tests/private_network.py), so the room tests' WebRTC media, like every
+# other test's traffic, cannot leave the machine. Without root it stays where it is and the
+# room tests say why they cannot run.
+PRIVATE_NETWORK_PROBLEM = enter_private_network()
+
 REPO = Path(__file__).resolve().parent.parent
 
 
