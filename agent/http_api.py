@@ -32,6 +32,7 @@ from auth.rooms import ROOM_NAME, check_room
 from auth.tokens import Identity, TokenVerifier
 
 from . import __version__, json_input
+from .dispatch import DispatchMetadata, MetadataError
 from .metrics import render
 from .settings import Settings
 from .speaker import AudioTooLong, Speaker, wav_header
@@ -182,6 +183,11 @@ ROUTES = [
                 },
                 "instructions": {"type": "string", "maxLength": 8000},
                 "participant": {"type": "string", "maxLength": 256},
+                "config": {
+                    "type": "object",
+                    "description": "the room's session config (docs/session-control.md), "
+                    'e.g. `{"audio": false}` for a text/relay room',
+                },
             },
         },
         responses={"200": "application/json"},
@@ -315,8 +321,14 @@ class Api:
         # a grant for this tenant, room and agent, never the caller's own token: anyone who
         # can read job metadata could replay that
         grant, issued = self.ctx.grants.issue(ident.tenant, room, self.ctx.settings.agent_name)
-        metadata = {"grant": grant}
-        for key in ("instructions", "participant"):
+        metadata: dict[str, Any] = {"grant": grant}
+        if "config" in body:
+            # checked here so a bad config is the caller's 400, not a job LiveKit cannot place
+            try:
+                DispatchMetadata.parse(json.dumps({"config": body["config"]}))
+            except MetadataError as e:
+                raise BadRequest(str(e)) from None
+        for key in ("instructions", "participant", "config"):
             if key in body:
                 metadata[key] = body[key]
         dispatch_id = await self.ctx.dispatcher(room, json.dumps(metadata))

@@ -158,8 +158,7 @@ class VoiceManager(utils.EventEmitter[str]):
         room = self._room
         if room is None:
             raise RuntimeError("bind_room() needs a VoiceManager created with a room")
-        # before any reply track exists: each is for its own participant's ears only
-        self._permissions = ReplyTrackPermissions(room)
+        self._room_outputs()
         room.on("track_published", self._on_track_published)
         room.on("participant_disconnected", self._on_participant_disconnected)
         for participant in room.remote_participants.values():
@@ -252,11 +251,16 @@ class VoiceManager(utils.EventEmitter[str]):
             session.output.audio = io.audio_output
             start = session.start(agent)
         else:
+            addressed = self._room_outputs()
             room_options = self._room_options(identity, noise_filter)
             # no session host: livekit-agents would let any participant of the room observe
             # and drive the room's first session over ``lk.agent.session`` streams
+            # (the console's session is reached through its host: left to livekit-agents)
             start = session.start(
-                agent, room=self._room, room_options=room_options, session_host=False
+                agent,
+                room=self._room,
+                room_options=room_options,
+                **({"session_host": False} if addressed else {}),
             )
         # the session's tasks are created in this context and keep it: every record they
         # log carries the participant (room, tenant and job id come from the entrypoint)
@@ -264,7 +268,7 @@ class VoiceManager(utils.EventEmitter[str]):
         context.run(logs.bind, participant=identity)
         try:
             await asyncio.create_task(start, context=context)
-            if audio and io is None:
+            if audio and io is None and addressed:
                 self._address_to_participant(entry)
         except BaseException:
             self._sessions.pop(identity, None)
@@ -279,12 +283,26 @@ class VoiceManager(utils.EventEmitter[str]):
         self.emit("session_attached", entry)
         return entry
 
+    def _room_outputs(self) -> bool:
+        """Whether sessions go to a connected room (the console's room is not one); the
+        first time, before any reply track exists, restrict each reply track to its own
+        participant's ears."""
+        if self._room is None or not self._room.isconnected():
+            return False
+        if self._permissions is None:
+            self._permissions = ReplyTrackPermissions(self._room)
+        return True
+
     def _address_to_participant(self, entry: ParticipantSession) -> None:
         """Replace what RoomIO sends to the whole room (transcripts, the agent's state) by
         the same sent to this session's participant only (agent/participant_room.py)."""
         assert self._room is not None and self._states is not None
         session, identity = entry.session, entry.identity
-        session.off("agent_state_changed", session.room_io._on_agent_state_changed)
+        try:
+            room_io = session.room_io
+        except RuntimeError:  # the console: its terminal is the only participant
+            return
+        session.off("agent_state_changed", room_io._on_agent_state_changed)
         session.on("agent_state_changed", self._states.listener(identity))
         session.on("user_input_transcribed", UserTranscripts(self._room, identity).on_transcribed)
         # the transcript follows the audio as it is played out, as RoomIO's would

@@ -83,6 +83,7 @@ class AgentDispatcher:
                 await self._on_message(worker, msg)
         finally:
             self.workers.pop(worker.id, None)
+            self._server.note("worker_gone", worker.agent_name, worker.id)
             for record in self.jobs.values():
                 if record.worker is worker and not record.done.is_set():
                     record.status = agent.JobStatus.JS_FAILED
@@ -98,7 +99,7 @@ class AgentDispatcher:
             reply.register.worker_id = worker.id
             reply.register.server_info.version = SERVER_VERSION
             await worker.send(reply)
-            self._server.events.append(("worker_registered", worker.agent_name, worker.id))
+            self._server.note("worker_registered", worker.agent_name, worker.id)
         elif kind == "availability":
             answer = self._answers.pop(msg.availability.job_id, None)
             if answer is not None and not answer.done():
@@ -112,6 +113,10 @@ class AgentDispatcher:
                 record.status = msg.update_job.status
                 if record.status in (agent.JobStatus.JS_SUCCESS, agent.JobStatus.JS_FAILED):
                     record.done.set()
+                    status = agent.JobStatus.Name(record.status)
+                    self._server.note(
+                        "job_ended", record.job.room.name, f"{record.job.id} {status}"
+                    )
         elif kind == "ping":
             pong = agent.ServerMessage()
             pong.pong.last_timestamp = msg.ping.timestamp
@@ -170,11 +175,11 @@ class AgentDispatcher:
             )
             await worker.send(assignment)
             record.status = agent.JobStatus.JS_RUNNING
-            self._server.events.append(("job_assigned", room.name, job.id))
+            self._server.note("job_assigned", room.name, job.id)
             return
         record.status = agent.JobStatus.JS_FAILED
         record.done.set()
-        self._server.events.append(("job_unassigned", room.name, job.id))
+        self._server.note("job_unassigned", room.name, job.id)
         log.info("no worker took the job", extra={"job": job.id, "room": room.name})
 
     async def _ask(self, worker: Worker, job: agent.Job) -> agent.AvailabilityResponse | None:

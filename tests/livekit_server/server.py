@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -34,6 +35,23 @@ class LiveKitTestServer:
         self.dispatcher = AgentDispatcher(self)
         self.twirp = TwirpApi(self)
         self._runner: web.AppRunner | None = None
+        self._noted = asyncio.Event()
+
+    def note(self, kind: str, room: str, detail: str) -> None:
+        self.events.append((kind, room, detail))
+        self._noted.set()
+
+    async def wait_for_event(
+        self, kind: str, room: str, within: float = 60.0
+    ) -> tuple[str, str, str]:
+        """The first event of ``kind`` in ``room`` (past or future)."""
+        async with asyncio.timeout(within):
+            while True:
+                for event in self.events:
+                    if event[0] == kind and event[1] == room:
+                        return event
+                self._noted.clear()
+                await self._noted.wait()
 
     @property
     def url(self) -> str:
@@ -74,7 +92,7 @@ class LiveKitTestServer:
             metadata=metadata,
         )
         self.rooms[name] = room
-        self.events.append(("room_created", name, room.sid))
+        self.note("room_created", name, room.sid)
         # a worker registered without an agent name gets every new room
         if any(w.agent_name == "" for w in self.dispatcher.workers.values()):
             self.dispatcher.create(room, "", "")
@@ -83,7 +101,7 @@ class LiveKitTestServer:
     async def _room_closed(self, room: Room) -> None:
         if self.rooms.get(room.name) is room:
             del self.rooms[room.name]
-        self.events.append(("room_closed", room.name, room.sid))
+        self.note("room_closed", room.name, room.sid)
         await self.dispatcher.room_closed(room)
 
     async def delete_room(self, name: str) -> None:

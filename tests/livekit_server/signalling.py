@@ -81,7 +81,9 @@ async def handle_rtc(server: LiveKitTestServer, request: web.Request) -> web.Str
         )
     )
     await room.join(participant)
-    server.events.append(("joined", room.name, participant.identity))
+    server.note(
+        "agent_joined" if participant.is_agent else "joined", room.name, participant.identity
+    )
     participant.spawn(participant.subscriber.negotiate())
     if participant.auto_subscribe:
         for other in room.others(participant):
@@ -101,7 +103,7 @@ async def handle_rtc(server: LiveKitTestServer, request: web.Request) -> web.Str
                 break
     finally:
         await room.leave(participant)
-        server.events.append(("left", room.name, participant.identity))
+        server.note("left", room.name, participant.identity)
         if not ws.closed:
             await ws.close()
     return ws

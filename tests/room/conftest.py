@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,8 @@ API_KEY = "room-test-key"
 API_SECRET = "room-test-secret-of-a-reasonable-length-0123"
 AGENT_NAME = "room-test-agent"
 GRANT_SECRET = "room-test-dispatch-grant-secret-0123456789"
+# a tenant with tight limits (the limit store is shared under CACHE_PATH: one per run)
+LIMITED_TENANT = f"limited{os.getpid()}"
 
 
 def require_private_network() -> None:
@@ -92,6 +93,9 @@ def worker_env(server: LiveKitTestServer, cache_dir: Path, http_port: int, **ext
         WORKER_HTTP_PORT="0",
         AUTH_JWT_SECRET=HS_SECRET,
         DISPATCH_GRANT_SECRET=GRANT_SECRET,
+        TENANT_LIMITS=json.dumps(
+            {LIMITED_TENANT: {"concurrent_sessions": 1, "max_sessions_per_room": 1}}
+        ),
         NUM_IDLE_PROCESSES="1",
         WORKER_CAPACITY="4",
         DRAIN_TIMEOUT_S="60",
@@ -124,12 +128,15 @@ async def start_worker(server: LiveKitTestServer, cache_dir: Path, **extra: str)
             worker.output.append(line.decode(errors="replace"))
 
     worker.reader = asyncio.create_task(read())
-    deadline = time.monotonic() + 180
-    while not any(e[0] == "worker_registered" for e in server.events):
-        if proc.returncode is not None or time.monotonic() > deadline:
-            await stop_worker(worker)
-            raise RuntimeError("the worker did not register:\n" + worker.log()[-4000:])
-        await asyncio.sleep(0.2)
+    name = extra.get("AGENT_NAME", AGENT_NAME)
+    registered = asyncio.ensure_future(server.wait_for_event("worker_registered", name, 180))
+    exited = asyncio.ensure_future(proc.wait())
+    await asyncio.wait({registered, exited}, return_when=asyncio.FIRST_COMPLETED)
+    exited.cancel()
+    if not registered.done() or registered.exception() is not None:
+        registered.cancel()
+        await stop_worker(worker)
+        raise RuntimeError("the worker did not register:\n" + worker.log()[-4000:])
     return worker
 
 
@@ -158,7 +165,7 @@ async def worker(lk_server: LiveKitTestServer, cache_dir: Path) -> AsyncIterator
     yield running
     await stop_worker(running)
     if os.environ.get("ROOM_TEST_WORKER_LOG"):  # for debugging: the worker's whole output
-        Path(os.environ["ROOM_TEST_WORKER_LOG"]).write_text(running.log())
+        await asyncio.to_thread(Path(os.environ["ROOM_TEST_WORKER_LOG"]).write_text, running.log())
 
 
 def tenant_token(tenant: str, **claims: Any) -> str:
@@ -198,11 +205,4 @@ async def join(
 
 async def agent_joined(server: LiveKitTestServer, room: str, within: float = 60.0) -> str:
     """The identity of the agent participant once it is in ``room``."""
-    async with asyncio.timeout(within):
-        while True:
-            target = server.rooms.get(room)
-            if target is not None:
-                for p in target.participants.values():
-                    if p.is_agent:
-                        return p.identity
-            await asyncio.sleep(0.1)
+    return (await server.wait_for_event("agent_joined", room, within))[2]
