@@ -185,6 +185,7 @@ ROUTES = [
                 "participant": {"type": "string", "maxLength": 256},
                 "config": {
                     "type": "object",
+                    "additionalProperties": True,
                     "description": "the room's session config (docs/session-control.md), "
                     'e.g. `{"audio": false}` for a text/relay room',
                 },
@@ -364,9 +365,10 @@ def _check(value: Any, schema: dict[str, Any], where: str) -> None:
             if key not in value:
                 raise BadRequest(f"{where}.{key} is required")
         for key, item in value.items():
-            if key not in props:
+            if key in props:
+                _check(item, props[key], f"{where}.{key}")
+            elif schema.get("additionalProperties") is not True:  # checked by its own parser
                 raise BadRequest(f"unknown field {where}.{key}")
-            _check(item, props[key], f"{where}.{key}")
     elif kind == "string":
         if not isinstance(value, str):
             raise BadRequest(f"{where} must be a string")

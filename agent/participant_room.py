@@ -35,10 +35,26 @@ FINAL = "lk.transcription_final"
 TRACK_ID = "lk.transcribed_track_id"
 ROOM_STATE = "lk.agent.state"
 STATE_PREFIX = "agent.state."
+ROOM_REQUEST_TIMEOUT_S = 3.0
 
 
 def reply_track_name(identity: str) -> str:
     return f"agent-{identity}"
+
+
+async def unpublish_reply_track(room: rtc.Room, identity: str) -> None:
+    """Take ``agent-<identity>`` out of the room once its session ended: RoomIO closes
+    the track's source but leaves it published, so every caller who left would leave a
+    dead track behind for the rest of the room's life."""
+    sid = _track_sid(room.local_participant, reply_track_name(identity))
+    if sid is None or not room.isconnected():
+        return
+    try:
+        # bounded: when the room is going away the server may never answer, and the job's
+        # shutdown must not wait on it
+        await asyncio.wait_for(room.local_participant.unpublish_track(sid), ROOM_REQUEST_TIMEOUT_S)
+    except Exception:
+        logger.debug("reply track not unpublished", exc_info=True)
 
 
 def _segment_id() -> str:
@@ -179,14 +195,16 @@ class AgentStates:
             if not batch or not self._room.isconnected():
                 continue
             try:
-                await self._room.local_participant.set_attributes(batch)
+                await asyncio.wait_for(
+                    self._room.local_participant.set_attributes(batch), ROOM_REQUEST_TIMEOUT_S
+                )
             except Exception:
                 logger.debug("agent state not published", exc_info=True)
 
     async def aclose(self) -> None:
         if self._writer is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._writer, 5)
+                await asyncio.wait_for(self._writer, ROOM_REQUEST_TIMEOUT_S)
 
 
 class ReplyTrackPermissions:

@@ -41,6 +41,7 @@ from .participant_room import (
     ReplyTrackPermissions,
     UserTranscripts,
     reply_track_name,
+    unpublish_reply_track,
 )
 from .session_config import SessionConfig
 from .swappable import SwappableTTS, SwitchableNoiseFilter
@@ -191,6 +192,9 @@ class VoiceManager(utils.EventEmitter[str]):
     async def _attach_logged(self, identity: str) -> ParticipantSession | None:
         try:
             return await self.attach(identity)
+        except SessionRefused as e:  # the room's policy, not a failure
+            logger.info("session refused", extra={"participant": identity, "code": e.code})
+            return None
         except Exception:
             # one participant's broken pipeline must not take the room down
             logger.exception("could not attach a voice session", extra={"participant": identity})
@@ -409,6 +413,10 @@ class VoiceManager(utils.EventEmitter[str]):
         entry.close_reason = entry.close_reason or str(ev.reason)
         if self._states is not None and entry.mode == "audio" and entry.io is None:
             self._states.set(entry.identity, "")
+        if self._permissions is not None and self._room is not None and entry.io is None:
+            task = asyncio.create_task(unpublish_reply_track(self._room, entry.identity))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
         if ev.error is not None:
             logger.error(
                 "voice session closed by an error",

@@ -14,6 +14,10 @@ own:
   interruption) with a naive whisper STT, the framework's ``StreamAdapter`` decoding each
   VAD segment whole, and Piper without the cache or early chunk. Same models, same LLM.
 
+``--room`` runs the callers through LiveKit rooms instead (benchmarks/room_load.py: real
+clients, the real worker, the LiveKit test server, figures taken at the client) next to the
+room-less ``shared`` run of the same layout, and prints room/room-less ratios.
+
 ``--shared`` adds a third run, ``shared``: ours laid out as the worker runs it with
 ``INFERENCE_MODE=shared``, each session in its own job process and every model in one
 ``python -m agent inference`` process that batches their requests.
@@ -288,6 +292,53 @@ def run_child(pipeline: str, args: argparse.Namespace) -> dict[str, Any]:
     return dict(json.loads(lines[-1]))
 
 
+def run_rooms(args: argparse.Namespace) -> None:
+    """The same callers through LiveKit rooms and without, in this run."""
+    cmd = [sys.executable, str(Path(__file__).with_name("room_load.py"))]
+    cmd += [
+        "--sessions",
+        str(args.sessions),
+        "--turns",
+        str(args.turns),
+        "--cache",
+        str(args.cache),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    lines = [line for line in out.stdout.splitlines() if line.startswith('{"pipeline"')]
+    if out.returncode != 0 or not lines:
+        sys.stderr.write(out.stdout[-3000:] + out.stderr[-3000:])
+        raise SystemExit(f"room run failed (exit {out.returncode})")
+    room = json.loads(lines[-1])
+    roomless = run_shared(args)
+    print(f"{args.sessions} session(s), {args.turns} turns + 1 barge-in each")
+    print(f"{'metric':22}{'room p50/p95/p99':>26}{'room-less p50/p95/p99':>26}{'p50 ratio':>11}")
+    ratios: dict[str, float | None] = {}
+    for m in ("voice_to_voice_ms", "barge_in_ms"):
+        r, b = room[m], roomless[m]
+        ratios[m] = ratio(r["p50"], b["p50"])
+        print(
+            f"{m:22}{r['p50']}/{r['p95']}/{r['p99']} (n={r['n']})".ljust(48)
+            + f"{b['p50']}/{b['p95']}/{b['p99']} (n={b['n']})".rjust(26)
+            + f"{ratios[m]!s:>11}"
+        )
+    print(f"{'errors':22}{room['errors']!s:>26}{roomless['errors']!s:>26}")
+    for run in (room, roomless):
+        run.pop("values", None)
+        run.pop("machine", None)
+    print(
+        json.dumps(
+            {
+                "benchmark": "load_room",
+                "sessions": args.sessions,
+                "room": room,
+                "roomless": roomless,
+                "ratio_p50_room_over_roomless": ratios,
+                "machine": machine(),
+            }
+        )
+    )
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b == 0:
         return None
@@ -303,6 +354,11 @@ def main() -> None:
         "--shared",
         action="store_true",
         help="also run ours with one job process per session on a shared inference process",
+    )
+    parser.add_argument(
+        "--room",
+        action="store_true",
+        help="callers through LiveKit rooms (the test server), against the room-less shared run",
     )
     parser.add_argument("--only", choices=["ours", "baseline", "shared"], help=argparse.SUPPRESS)
     parser.add_argument("--address", default="", help=argparse.SUPPRESS)
@@ -323,6 +379,9 @@ def main() -> None:
         print(json.dumps(result))
         return
 
+    if args.room:
+        run_rooms(args)
+        return
     ours, baseline = run_child("ours", args), run_child("baseline", args)
     shared = run_shared(args) if args.shared else None
     print(f"{args.sessions} session(s), {args.turns} turns + 1 barge-in each")

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .server import LiveKitTestServer
 
 AVAILABILITY_TIMEOUT_S = 10.0
+DISPATCH_PATIENCE_S = 30.0
 
 
 @dataclass
@@ -147,40 +148,55 @@ class AgentDispatcher:
         )
         record = JobRecord(job)
         self.jobs[job.id] = record
-        candidates = [
-            w
-            for w in self.workers.values()
-            if w.agent_name == dispatch.agent_name and w.status == agent.WorkerStatus.WS_AVAILABLE
-        ]
-        for worker in sorted(candidates, key=lambda w: w.load):
-            answer = await self._ask(worker, job)
-            if answer is None:
-                continue
-            record.answers.append(answer)
-            if answer.terminate:
+        # like LiveKit, a dispatch waits while every worker of the name reports itself full
+        # (a worker's load moves with its inference queue); a worker that answers "not
+        # available" has refused the job, and it is not offered again
+        for _ in range(int(DISPATCH_PATIENCE_S / 0.5)):
+            if room.closed.is_set():
                 break
-            if not answer.available:
+            candidates = [
+                w
+                for w in self.workers.values()
+                if w.agent_name == dispatch.agent_name
+                and w.status == agent.WorkerStatus.WS_AVAILABLE
+            ]
+            if not candidates:
+                await asyncio.sleep(0.5)
                 continue
-            record.worker = worker
-            record.identity = answer.participant_identity or f"agent-{job.id}"
-            assignment = agent.ServerMessage()
-            assignment.assignment.job.CopyFrom(job)
-            assignment.assignment.url = self._server.url
-            assignment.assignment.token = agent_token(
-                self._server,
-                room=room.name,
-                identity=record.identity,
-                name=answer.participant_name or "agent",
-                attributes=dict(answer.participant_attributes),
-            )
-            await worker.send(assignment)
-            record.status = agent.JobStatus.JS_RUNNING
-            self._server.note("job_assigned", room.name, job.id)
-            return
+            for worker in sorted(candidates, key=lambda w: w.load):
+                if await self._offer(worker, room, record):
+                    return
+            break
         record.status = agent.JobStatus.JS_FAILED
         record.done.set()
         self._server.note("job_unassigned", room.name, job.id)
         log.info("no worker took the job", extra={"job": job.id, "room": room.name})
+
+    async def _offer(self, worker: Worker, room: Room, record: JobRecord) -> bool:
+        """Offer the job to ``worker``; True once it accepted and was assigned."""
+        job = record.job
+        answer = await self._ask(worker, job)
+        if answer is None:
+            return False
+        record.answers.append(answer)
+        if not answer.available:
+            return False
+        record.worker = worker
+        record.identity = answer.participant_identity or f"agent-{job.id}"
+        assignment = agent.ServerMessage()
+        assignment.assignment.job.CopyFrom(job)
+        assignment.assignment.url = self._server.url
+        assignment.assignment.token = agent_token(
+            self._server,
+            room=room.name,
+            identity=record.identity,
+            name=answer.participant_name or "agent",
+            attributes=dict(answer.participant_attributes),
+        )
+        await worker.send(assignment)
+        record.status = agent.JobStatus.JS_RUNNING
+        self._server.note("job_assigned", room.name, job.id)
+        return True
 
     async def _ask(self, worker: Worker, job: agent.Job) -> agent.AvailabilityResponse | None:
         answer = asyncio.get_running_loop().create_future()

@@ -229,7 +229,9 @@ class SubscriberPeer:
         async with self._lock:
             if track_sid in self._senders:
                 return False
-            sender = self.pc.addTrack(track)
+            # a new transceiver every time (addTrack would reuse a stopped one's m-line,
+            # and the SDK does not take a new track on a reused m-line)
+            sender = self.pc.addTransceiver(track, direction="sendonly").sender
             sender._stream_id = f"{participant_sid}|{track_sid}"
             sender._track_id = track_sid
             self._senders[track_sid] = sender

@@ -48,9 +48,41 @@ class Heard:
         times = self.audible_times(since)
         return times[0] if times else None
 
+    def speaking_at(self, t: float) -> bool:
+        """Whether the track was audible within 100 ms before ``t``."""
+        return any(t - 0.1 <= a <= t for a in self.audible_times(t - 0.1))
+
+    def quiet_since(self, t: float, gap: float) -> bool:
+        """Whether the last audible frame after ``t`` is ``gap`` seconds behind the last
+        frame received (the agent finished speaking)."""
+        times = self.audible_times(t)
+        return bool(times) and self.frames[-1][0] - times[-1] >= gap
+
+    def stopped_after(self, t: float, gap: float = 0.4) -> float | None:
+        """When the audio that was playing at ``t`` stopped (its last audible frame's end,
+        followed by ``gap`` seconds of quiet); None while it plays on."""
+        times = self.audible_times(t - 0.1)
+        if not times:
+            return None
+        for a, b in zip(times, times[1:], strict=False):
+            if a >= t and b - a > gap:
+                return a + FRAME_S
+        if times[-1] >= t and self.frames[-1][0] - times[-1] > gap:
+            return times[-1] + FRAME_S
+        return None
+
     def audio(self, since: float = 0.0, until: float = float("inf")) -> np.ndarray:
         parts = [pcm for t, pcm in self.frames if since <= t <= until]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
+
+
+@dataclass
+class RoomTurn:
+    """One question and its reply, as the caller experienced them."""
+
+    voice_to_voice_ms: float | None  # end of our speech -> first audible reply
+    reply: str  # the agent's final transcript of its reply
+    error: str | None = None
 
 
 @dataclass
@@ -111,11 +143,11 @@ class RoomCaller:
             self._mic = None
 
     def mute(self, muted: bool) -> None:
-        assert self._mic is not None
+        assert self._mic is not None and self._mic.track is not None
         if muted:
-            self._mic.mute()
+            self._mic.track.mute()
         else:
-            self._mic.unmute()
+            self._mic.track.unmute()
 
     async def leave(self) -> None:
         if self._pump is not None:
@@ -261,3 +293,36 @@ class RoomCaller:
             and r.attributes.get("lk.transcribed_track_id") == track.sid
             and (not final or r.attributes.get("lk.transcription_final") == "true")
         ]
+
+    # --- conversations -------------------------------------------------------------------
+
+    async def ask(self, speech_16k: np.ndarray, *, within: float = 120.0) -> RoomTurn:
+        """Say ``speech_16k`` and wait for the whole reply on the caller's reply track."""
+        track = await self.wait_for(self.reply_track, within=within)
+        _, ended = await self.say(speech_16k)
+        try:
+            first = await self.wait_for(lambda: track.first_audible(ended), within=within)
+            replies = await self.wait_for(lambda: self.agent_transcripts(ended), within=within)
+            await self.wait_for(lambda: track.quiet_since(first, 1.0), within=within)
+        except TimeoutError:
+            return RoomTurn(None, "", "no reply")
+        return RoomTurn((first - ended) * 1000, str(replies[0].body))
+
+    async def barge_in(
+        self, ask_long: np.ndarray, interruption: np.ndarray, *, after_s: float = 1.0
+    ) -> float | None:
+        """Ask for a long reply and talk over it ``after_s`` seconds into it. Returns ms
+        from the first voiced sample of the interruption to the end of the agent's audio
+        as this caller heard it; None when the reply was over before the interruption."""
+        track = await self.wait_for(self.reply_track, within=60)
+        _, ended = await self.say(ask_long)
+        await self.wait_for(lambda: track.first_audible(ended), within=120)
+        await asyncio.sleep(after_s)
+        started, _ = await self.say(interruption)
+        if not track.speaking_at(started):
+            return None
+        stopped = await self.wait_for(lambda: track.stopped_after(started), within=60)
+        # let the agent answer the interruption before the next turn
+        with contextlib.suppress(TimeoutError):
+            await self.wait_for(lambda: track.quiet_since(stopped, 1.5), within=60)
+        return (stopped - started) * 1000

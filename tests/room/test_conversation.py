@@ -12,9 +12,9 @@ import pytest
 from tests.audio_fixtures import speak, wer
 from tests.livekit_server import LiveKitTestServer
 from tests.room.caller import RoomCaller
-from tests.room.conftest import Worker, agent_joined, dispatch, join
+from tests.room.worker import Worker, agent_joined, dispatch, join
 
-pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="package")]
 
 TENANT = f"rooms{os.getpid()}"
 # longer replies make the word error rate of the heard reply a steadier measure
@@ -56,7 +56,7 @@ async def test_two_callers_ask_at_once_and_each_hears_only_their_reply(
         await bob.wait_for(bob.reply_track, within=60)
         ended = await asyncio.gather(
             ask(alice, "What do you like to do on weekends?"),
-            ask(bob, "How many legs does a spider have?"),
+            ask(bob, "What is your favorite food and why?"),
         )
         (a_text, a_audio, a_first), (b_text, b_audio, b_first) = await asyncio.gather(
             reply_after(alice, ended[0], agent), reply_after(bob, ended[1], agent)
@@ -78,7 +78,7 @@ async def test_two_callers_ask_at_once_and_each_hears_only_their_reply(
         for caller in (alice, bob):
             assert not [r for r in caller.received if r.topic.startswith("lk.agent.session")]
         # transcripts reach only the participant they concern
-        for caller, other_question in ((alice, "spider"), (bob, "weekend")):
+        for caller, other_question in ((alice, "favorite food"), (bob, "weekend")):
             for r in caller.texts("lk.transcription"):
                 assert other_question.lower() not in r.body.lower(), (caller.identity, r)
         assert a_text not in [r.body for r in bob.received if isinstance(r.body, str)]
@@ -98,3 +98,27 @@ async def test_two_callers_ask_at_once_and_each_hears_only_their_reply(
     finally:
         await alice.leave()
         await bob.leave()
+
+
+async def test_barge_in_through_the_room_stops_the_reply_the_caller_hears(
+    lk_server: LiveKitTestServer, worker: Worker
+) -> None:
+    room = f"{TENANT}-barge"
+    alice = await join(lk_server, "alice", room)
+    try:
+        await dispatch(worker, TENANT, room)
+        await agent_joined(lk_server, room)
+        before = await worker.metric("voice_barge_in_latency_seconds_count")
+        # this question gets a reply of several sentences from the packaged model
+        ms = await alice.barge_in(
+            speak("What do you like to do on weekends?"), speak("Wait, stop please."), after_s=1.0
+        )
+        assert ms is not None, "the reply was over before the interruption"
+        print(
+            f"barge-in through the room: the agent's audio stopped {ms:.0f} ms after the "
+            "interruption's first voiced sample, as heard by the caller"
+        )
+        # the worker saw user speech over its reply and stopped it (not the reply ending)
+        assert await worker.metric("voice_barge_in_latency_seconds_count") > before
+    finally:
+        await alice.leave()

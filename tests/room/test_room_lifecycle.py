@@ -14,7 +14,7 @@ from livekit import api
 from tests.audio_fixtures import speak
 from tests.livekit_server import LiveKitTestServer
 from tests.room.caller import RoomCaller
-from tests.room.conftest import (
+from tests.room.worker import (
     API_KEY,
     API_SECRET,
     Worker,
@@ -25,7 +25,7 @@ from tests.room.conftest import (
     stop_worker,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="package")]
 
 TENANT = f"life{os.getpid()}"
 

@@ -11,9 +11,9 @@ import pytest
 
 from tests.livekit_server import LiveKitTestServer
 from tests.room.caller import RoomCaller
-from tests.room.conftest import LIMITED_TENANT, Worker, agent_joined, dispatch, join
+from tests.room.worker import LIMITED_TENANT, Worker, agent_joined, dispatch, join
 
-pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="package")]
 
 TENANT = f"control{os.getpid()}"
 
@@ -135,11 +135,12 @@ async def test_tenant_limits_hold_in_a_real_room(
     tenant = LIMITED_TENANT  # one concurrent job, one session per room
     room, other_room = f"{tenant}-first", f"{tenant}-second"
     alice = await join(lk_server, "alice", room)
-    bob = await join(lk_server, "bob", room)
+    bob = RoomCaller("bob")
     try:
         await dispatch(worker, tenant, room)
         agent = await agent_joined(lk_server, room)
         await alice.wait_for(alice.reply_track, within=60)
+        bob = await join(lk_server, "bob", room)
         # the room's one session is alice's: bob gets none, and is told so when he types
         await chat(bob, agent, "Can you hear me?")
         refused = await bob.wait_for(lambda: [e for e in events(bob) if e["type"] == "error"])
