@@ -39,10 +39,12 @@ import psutil  # noqa: E402
 from benchmarks.harness import BARGE_IN, QUESTIONS, espeak_16k, machine, summarize  # noqa: E402
 from tests.livekit_server import LiveKitTestServer  # noqa: E402
 from tests.private_network import SERVER_ADDRESS  # noqa: E402
+from tests.room.caller import RoomCaller  # noqa: E402
 from tests.room.worker import (  # noqa: E402
     API_KEY,
     API_SECRET,
     Worker,
+    caller_token,
     dispatch,
     join,
     start_worker,
@@ -53,6 +55,59 @@ TENANT = "bench"
 # the packaged model answers this one in several sentences: a reply long enough to talk over
 LONG_QUESTION = "What do you like to do on weekends?"
 METRICS = ["voice_to_voice_ms", "barge_in_ms"]
+# the worker's own view of the same turns (its /metrics): where the time went
+WORKER_STAGES = {
+    "eou_ms": "voice_end_of_turn_delay_seconds",
+    "stt_final_ms": "voice_stt_final_latency_seconds",
+    "llm_ttft_ms": "voice_llm_ttft_seconds",
+    "tts_ttfb_ms": "voice_tts_ttfb_seconds",
+    "voice_to_voice_ms": "voice_to_voice_latency_seconds",
+}
+
+
+async def worker_stage_means(worker: Worker) -> dict[str, float | None]:
+    """Mean of each stage histogram on the worker's /metrics, in ms."""
+    means: dict[str, float | None] = {}
+    for key, name in WORKER_STAGES.items():
+        total = await worker.metric(f"{name}_sum")
+        count = await worker.metric(f"{name}_count")
+        means[key] = round(1000 * total / count, 1) if count else None
+    return means
+
+
+async def one_hop_ms(server: LiveKitTestServer, repeats: int = 5) -> list[float]:
+    """Client → test server → client, for one burst of speech: the first voiced sample sent
+    to its first audible frame at a listener. A voice-to-voice figure through a room crosses
+    the server twice (the caller's speech in, the reply out)."""
+    room = f"{TENANT}-hop"
+    speaker = await join(server, "hop-speaker", room)
+    listener = RoomCaller("hop-listener")
+    await listener.connect(server.url, caller_token("hop-listener", room))
+    heard: list[float] = []
+    try:
+        publication = await listener.wait_for(
+            lambda: next(
+                (
+                    pub
+                    for p in listener.room.remote_participants.values()
+                    for pub in p.track_publications.values()
+                ),
+                None,
+            ),
+            within=30,
+        )
+        publication.set_subscribed(True)
+        track = await listener.wait_for(lambda: listener.heard.get("microphone"), within=30)
+        burst = espeak_16k("Hello there.")
+        for _ in range(repeats):
+            started, _ = await speaker.say(burst)
+            first = await listener.wait_for(lambda t=started: track.first_audible(t), within=10)
+            heard.append((first - started) * 1000)
+            await asyncio.sleep(0.5)
+    finally:
+        await speaker.leave()
+        await listener.leave()
+    return heard
 
 
 async def one_caller(
@@ -73,7 +128,7 @@ async def one_caller(
                 errors += 1
             else:
                 values["voice_to_voice_ms"].append(result.voice_to_voice_ms)
-        ms = await caller.barge_in(espeak_16k(LONG_QUESTION), espeak_16k(BARGE_IN))
+        ms = await caller.barge_in(espeak_16k(LONG_QUESTION), espeak_16k(BARGE_IN), after_s=0.6)
         if ms is None:
             errors += 1
         else:
@@ -86,6 +141,7 @@ async def one_caller(
 async def run(sessions: int, turns: int, cache: Path) -> dict[str, Any]:
     server = LiveKitTestServer(API_KEY, API_SECRET, host=SERVER_ADDRESS, departure_timeout_s=2)
     await server.start()
+    hop = await one_hop_ms(server)
     worker = await start_worker(
         server,
         cache,
@@ -117,6 +173,7 @@ async def run(sessions: int, turns: int, cache: Path) -> dict[str, Any]:
         results = await asyncio.gather(*callers)
         elapsed = time.monotonic() - started
         cpu = sum(sum(p.cpu_times()[:2]) for p in tree if p.is_running()) - cpu_before
+        stages = await worker_stage_means(worker)
     finally:
         await stop_worker(worker)
         await server.aclose()
@@ -130,6 +187,8 @@ async def run(sessions: int, turns: int, cache: Path) -> dict[str, Any]:
         **{m: summarize(values[m]) for m in METRICS},
         "values": values,
         "worker_cpu_s_per_session": round(cpu / sessions, 2),
+        "worker_stage_mean_ms": stages,
+        "one_hop_ms": summarize(hop),
     }
 
 
@@ -148,6 +207,8 @@ def main() -> None:
     print(
         f"errors {result['errors']}, worker CPU s per session {result['worker_cpu_s_per_session']}"
     )
+    print(f"the worker's own stage means (ms): {result['worker_stage_mean_ms']}")
+    print(f"one hop through the test server (ms): {result['one_hop_ms']}")
     print(json.dumps({**result, "machine": machine()}))
 
 
