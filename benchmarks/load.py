@@ -269,46 +269,27 @@ def run_shared(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def run_child(pipeline: str, args: argparse.Namespace) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        __file__,
-        "--only",
-        pipeline,
-        "--sessions",
-        str(args.sessions),
-        "--turns",
-        str(args.turns),
-        "--cache",
-        str(args.cache),
-    ]
+def run_script(script: list[str], args: argparse.Namespace, what: str) -> dict[str, Any]:
+    """Run ``script`` in a fresh process with the callers' arguments; its JSON result."""
+    cmd = [sys.executable, *script, "--sessions", str(args.sessions), "--turns", str(args.turns)]
+    cmd += ["--cache", str(args.cache)]
     env = {**os.environ, "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
     env.setdefault("LOG_LEVEL", "WARNING")
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
     lines = [line for line in out.stdout.splitlines() if line.startswith('{"pipeline"')]
     if out.returncode != 0 or not lines:
         sys.stderr.write(out.stdout[-3000:] + out.stderr[-3000:])
-        raise SystemExit(f"{pipeline} run failed (exit {out.returncode})")
+        raise SystemExit(f"{what} run failed (exit {out.returncode})")
     return dict(json.loads(lines[-1]))
+
+
+def run_child(pipeline: str, args: argparse.Namespace) -> dict[str, Any]:
+    return run_script([__file__, "--only", pipeline], args, pipeline)
 
 
 def run_rooms(args: argparse.Namespace) -> None:
     """The same callers through LiveKit rooms and without, in this run."""
-    cmd = [sys.executable, str(Path(__file__).with_name("room_load.py"))]
-    cmd += [
-        "--sessions",
-        str(args.sessions),
-        "--turns",
-        str(args.turns),
-        "--cache",
-        str(args.cache),
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-    lines = [line for line in out.stdout.splitlines() if line.startswith('{"pipeline"')]
-    if out.returncode != 0 or not lines:
-        sys.stderr.write(out.stdout[-3000:] + out.stderr[-3000:])
-        raise SystemExit(f"room run failed (exit {out.returncode})")
-    room = json.loads(lines[-1])
+    room = run_script([str(Path(__file__).with_name("room_load.py"))], args, "room")
     roomless = run_shared(args)
     print(f"{args.sessions} session(s), {args.turns} turns + 1 barge-in each")
     print(f"{'metric':22}{'room p50/p95/p99':>26}{'room-less p50/p95/p99':>26}{'p50 ratio':>11}")

@@ -313,15 +313,22 @@ class RoomCaller:
     ) -> float | None:
         """Ask for a long reply and talk over it ``after_s`` seconds into it. Returns ms
         from the first voiced sample of the interruption to the end of the agent's audio
-        as this caller heard it; None when the reply was over before the interruption."""
+        as this caller heard it; None when there was no reply, when it was over before the
+        interruption, or when it never stopped."""
         track = await self.wait_for(self.reply_track, within=60)
         _, ended = await self.say(ask_long)
-        await self.wait_for(lambda: track.first_audible(ended), within=120)
+        try:
+            await self.wait_for(lambda: track.first_audible(ended), within=120)
+        except TimeoutError:
+            return None  # no reply at all
         await asyncio.sleep(after_s)
         started, _ = await self.say(interruption)
         if not track.speaking_at(started):
             return None
-        stopped = await self.wait_for(lambda: track.stopped_after(started), within=60)
+        try:
+            stopped = await self.wait_for(lambda: track.stopped_after(started), within=60)
+        except TimeoutError:
+            return None  # it talked on
         # let the agent answer the interruption before the next turn
         with contextlib.suppress(TimeoutError):
             await self.wait_for(lambda: track.quiet_since(stopped, 1.5), within=60)
