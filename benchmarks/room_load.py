@@ -138,6 +138,15 @@ async def one_caller(
     return {"values": values, "errors": errors}
 
 
+def _role(process: psutil.Process) -> str:
+    cmdline = " ".join(process.cmdline())
+    if "agent inference" in cmdline or "inference" in process.name():
+        return "inference"
+    if "forkserver" in cmdline or "multiprocessing" in cmdline:
+        return "job processes"
+    return "main"
+
+
 async def run(sessions: int, turns: int, cache: Path) -> dict[str, Any]:
     server = LiveKitTestServer(API_KEY, API_SECRET, host=SERVER_ADDRESS, departure_timeout_s=2)
     await server.start()
@@ -168,11 +177,20 @@ async def run(sessions: int, turns: int, cache: Path) -> dict[str, Any]:
         await asyncio.sleep(2.0)
         tree = [psutil.Process(worker.proc.pid), *psutil.Process(worker.proc.pid).children(True)]
         cpu_before = sum(sum(p.cpu_times()[:2]) for p in tree)
+        each_before = {p.pid: sum(p.cpu_times()[:2]) for p in tree}
+        harness_before = sum(psutil.Process().cpu_times()[:2])
         started = time.monotonic()
         go.set()
         results = await asyncio.gather(*callers)
         elapsed = time.monotonic() - started
         cpu = sum(sum(p.cpu_times()[:2]) for p in tree if p.is_running()) - cpu_before
+        harness_cpu = sum(psutil.Process().cpu_times()[:2]) - harness_before
+        by_role: dict[str, float] = {}
+        for p in tree:
+            if p.is_running():
+                role = _role(p)
+                used = sum(p.cpu_times()[:2]) - each_before.get(p.pid, 0.0)
+                by_role[role] = round(by_role.get(role, 0.0) + used, 1)
         stages = await worker_stage_means(worker)
     finally:
         await stop_worker(worker)
@@ -187,6 +205,10 @@ async def run(sessions: int, turns: int, cache: Path) -> dict[str, Any]:
         **{m: summarize(values[m]) for m in METRICS},
         "values": values,
         "worker_cpu_s_per_session": round(cpu / sessions, 2),
+        "worker_cpu_s_by_process": by_role,
+        # the test server and the clients share this process: CPU a deployment spends
+        # elsewhere (LiveKit's SFU forwards without transcoding; callers are remote)
+        "harness_cpu_s": round(harness_cpu, 1),
         "worker_stage_mean_ms": stages,
         "one_hop_ms": summarize(hop),
     }
