@@ -1,6 +1,7 @@
 """Per-engine cost: each plugin next to its bare engine, same input, same run.
 
-    python benchmarks/engines.py [--repeats 7] [--cache .cache]
+    python benchmarks/engines.py [--repeats 7] [--cache .cache] [--device cpu|cuda|auto]
+                                 [--engines stt,tts,noise,turn,llm]
 
 Prints a table and one JSON line. Figures are medians over the repeats; ``ratio`` is
 plugin / raw, so 1.05 means the plugin adds 5 % to what the engine itself costs. Absolute
@@ -36,6 +37,12 @@ REPLY = "Sure, I have updated the address on your order. It will arrive on Thurs
 
 
 def espeak_16k(text: str) -> np.ndarray:
+    from benchmarks.harness import cached_speech
+
+    return cached_speech(f"espeak default sox|{text}", lambda: _espeak_16k(text))
+
+
+def _espeak_16k(text: str) -> np.ndarray:
     with tempfile.TemporaryDirectory() as tmp:
         raw, out = Path(tmp) / "a.wav", Path(tmp) / "b.wav"
         subprocess.run(["espeak-ng", "-w", str(raw), text], check=True)
@@ -69,10 +76,10 @@ async def timed(fn: Callable[[], Awaitable[object]], repeats: int) -> list[float
     return out
 
 
-async def bench_stt(repeats: int) -> dict[str, object]:
+async def bench_stt(repeats: int, device: str) -> dict[str, object]:
     from plugins.whisper import WhisperSTT
 
-    stt = WhisperSTT(device="cpu")
+    stt = WhisperSTT(device=device)  # type: ignore[arg-type]
     pcm = espeak_16k(SENTENCE)
     audio = pcm.astype(np.float32) / 32768.0
     fr = frames(pcm, 16000)
@@ -94,17 +101,18 @@ async def bench_stt(repeats: int) -> dict[str, object]:
     await raw()
     p, r = await timed(plugin, repeats), await timed(raw, repeats)
     return {
-        "engine": "stt faster-whisper tiny.en int8",
+        "engine": f"stt faster-whisper tiny.en {stt._resolved.compute_type} "
+        f"({stt._resolved.device})",
         "metric": f"decode {pcm.size / 16000:.1f}s of speech",
         "plugin_ms": median_ms(p),
         "raw_ms": median_ms(r),
     }
 
 
-async def bench_tts(repeats: int) -> dict[str, object]:
+async def bench_tts(repeats: int, device: str) -> dict[str, object]:
     from plugins.piper import PiperTTS
 
-    tts = PiperTTS(use_cuda=False)
+    tts = PiperTTS(use_cuda="auto" if device == "auto" else device == "cuda")
 
     async def plugin() -> None:
         stream = tts.stream()
@@ -119,7 +127,7 @@ async def bench_tts(repeats: int) -> dict[str, object]:
     await plugin()
     p, r = await timed(plugin, repeats), await timed(raw, repeats)
     return {
-        "engine": "tts piper joe-medium",
+        "engine": f"tts piper joe-medium ({'cuda' if tts.uses_cuda else 'cpu'})",
         "metric": "time to first audio",
         "plugin_ms": median_ms(p),
         "raw_ms": median_ms(r),
@@ -249,24 +257,44 @@ async def bench_llm(repeats: int, cache: Path) -> dict[str, object]:
     }
 
 
+ENGINES = ["stt", "tts", "noise", "turn", "llm"]
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("CACHE_PATH", ".cache")))
+    ap.add_argument(
+        "--device", choices=["auto", "cuda", "cpu"], default="cpu", help="for STT and TTS"
+    )
+    ap.add_argument("--engines", default=",".join(ENGINES), help="comma-separated subset")
     args = ap.parse_args()
-    rows: list[dict[str, object]] = [await bench_stt(args.repeats), await bench_tts(args.repeats)]
-    rows += await bench_noise(args.repeats)
-    rows += [await bench_turn(args.repeats, args.cache), await bench_llm(args.repeats, args.cache)]
+    chosen = args.engines.split(",")
+    if unknown := set(chosen) - set(ENGINES):
+        ap.error(f"unknown engines {sorted(unknown)}; choose from {ENGINES}")
+    rows: list[dict[str, object]] = []
+    if "stt" in chosen:
+        rows.append(await bench_stt(args.repeats, args.device))
+    if "tts" in chosen:
+        rows.append(await bench_tts(args.repeats, args.device))
+    if "noise" in chosen:
+        rows += await bench_noise(args.repeats)
+    if "turn" in chosen:
+        rows.append(await bench_turn(args.repeats, args.cache))
+    if "llm" in chosen:
+        rows.append(await bench_llm(args.repeats, args.cache))
     for row in rows:
         row["ratio"] = round(float(row["plugin_ms"]) / float(row["raw_ms"]), 3)  # type: ignore[arg-type]
     print(f"{'engine':34} {'metric':38} {'plugin ms':>10} {'raw ms':>10} {'ratio':>7}")
     for row in rows:
         cells = (row["engine"], row["metric"], row["plugin_ms"], row["raw_ms"], row["ratio"])
         print("{:34} {:38} {:>10} {:>10} {:>7}".format(*cells))
+    from benchmarks.harness import gpu_name
+
     machine = {
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
-        "gpu": None,
+        "gpu": gpu_name(),
     }
     print(
         json.dumps(

@@ -9,6 +9,7 @@ detector, STT, LLM, TTS with the clip cache, barge-in.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import statistics
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,8 +45,32 @@ LONG_REPLY = (
 )
 
 
+# Rendered speech is kept here, so a host without espeak-ng (a GPU machine with no package
+# registry) runs the benchmarks on clips rendered elsewhere and carried along.
+SPEECH_DIR = Path(
+    os.environ.get("BENCH_SPEECH_DIR", Path(__file__).parent.parent / ".cache" / "bench-speech")
+)
+
+
+def cached_speech(key: str, render: Callable[[], np.ndarray]) -> np.ndarray:
+    """``render()``'s int16 result, computed once per ``key`` and kept under ``SPEECH_DIR``."""
+    path = SPEECH_DIR / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".npy")
+    if path.is_file():
+        return np.load(path)
+    pcm = render()
+    SPEECH_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, pcm)
+    tmp.replace(path)
+    return pcm
+
+
 def espeak_16k(text: str) -> np.ndarray:
     """espeak-ng speech as 16 kHz mono int16, trimmed of its silent edges."""
+    return cached_speech(f"espeak en-us 150 trimmed|{text}", lambda: _espeak_16k(text))
+
+
+def _espeak_16k(text: str) -> np.ndarray:
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "speech.wav"
         subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text], check=True)
@@ -227,6 +253,19 @@ def machine() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "gpu": gpu_name(),
         "python": sys.version.split()[0],
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+
+
+def gpu_name() -> str | None:
+    """The first NVIDIA GPU's name, or None (no driver, or no nvidia-ml-py)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(0))
+        return name.decode() if isinstance(name, bytes) else str(name)
+    except Exception:
+        return None

@@ -97,7 +97,7 @@ def build_engines(pipeline: str, cache: Path, address: str = "") -> Any:
                 streaming=False, model_instance=engines.stt._model, device="cpu"
             )
 
-        def session(self, config: Any = None) -> AgentSession[Any]:
+        def session(self, config: Any = None, **_: Any) -> AgentSession[Any]:
             return AgentSession(
                 vad=silero.VAD.load(), stt=self.naive_stt, llm=self.llm, tts=self.piper
             )

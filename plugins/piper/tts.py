@@ -176,6 +176,13 @@ class PiperTTS(tts.TTS):
             self._model_path = Path(model_path)
             self._config_path = Path(config_path) if config_path else None
         self._use_cuda = cuda_provider_available() if use_cuda == "auto" else bool(use_cuda)
+        if self._use_cuda and not cuda_provider_available():
+            # onnxruntime would quietly fall back to the CPU and the voice would claim CUDA
+            raise ModelLoadError(
+                "Piper on CUDA needs onnxruntime's CUDAExecutionProvider, which this "
+                f"onnxruntime lacks (providers: {onnxruntime.get_available_providers()}): "
+                "install onnxruntime-gpu (the gpu extra) or use TTS_DEVICE=auto/cpu"
+            )
         self._synthesizer = synthesizer
         self._voice: PiperVoice | None = None
         if synthesizer is not None:

@@ -70,6 +70,10 @@ def load_whisper(
     """Load with ``local_files_only``: a size name must already be in ``download_root``."""
     from faster_whisper import WhisperModel
 
+    if resolved.device == "cuda":
+        from .cuda_libs import ensure_cublas
+
+        ensure_cublas()  # a missing cuBLAS fails here with the fix, not at the first decode
     try:
         return WhisperModel(
             resolved.source,
