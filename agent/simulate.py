@@ -23,7 +23,7 @@ from .engines import Engines, clip_cache_of
 from .probe import TurnProbe
 from .session_config import SessionConfig
 from .settings import Settings
-from .sim_io import PacedAudioInput, RecordingAudioOutput
+from .sim_io import PacedAudioInput, PlayoutSegment, RecordingAudioOutput
 from .voice_manager import SessionIO, VoiceManager
 
 SAMPLE_QUESTION = Path(__file__).parent / "data" / "sample_question.wav"
@@ -35,6 +35,11 @@ SIMULATE_SEED = 42
 def max_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def voice_to_voice_ms(segment: PlayoutSegment, speech_ended_at: float) -> float:
+    heard = segment.audible_at if segment.audible_at is not None else segment.started_at
+    return round((heard - speech_ended_at) * 1000, 1)
 
 
 def read_wav_16k(path: Path) -> np.ndarray:
@@ -94,9 +99,8 @@ async def simulate(
         "transcript": " ".join(probe.transcripts).strip(),
         "reply": " ".join(probe.replies).strip(),
         **{k: round(v, 1) for k, v in probe.first_latencies().items()},
-        "voice_to_voice_ms": round(
-            (speaker.segments[0].started_at - mic.speech_ended_at[0]) * 1000, 1
-        ),
+        # from the last voiced sample of the input to the first audible sample of the reply
+        "voice_to_voice_ms": voice_to_voice_ms(speaker.segments[0], mic.speech_ended_at[0]),
         # whether the reply's first sentence, the one tts_ttfb_ms measures, was cached
         "tts_cache": ("hit" if lookups[0].hit else "miss") if lookups else "off",
         "output_seconds": round(pcm.size / rate, 3),

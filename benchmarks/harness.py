@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.probe import TurnProbe  # noqa: E402
 from agent.sim_io import PacedAudioInput, RecordingAudioOutput  # noqa: E402
-from agent.simulate import read_wav_16k  # noqa: E402
+from agent.simulate import read_wav_16k, voice_to_voice_ms  # noqa: E402
 from agent.voice_manager import ParticipantSession, SessionIO, VoiceManager  # noqa: E402
 
 QUESTIONS = [
@@ -137,7 +137,7 @@ class Caller:
             for k in _STAGES
         }
         result = TurnResult(
-            voice_to_voice_ms=(seg.started_at - self.mic.speech_ended_at[-1]) * 1000,
+            voice_to_voice_ms=voice_to_voice_ms(seg, self.mic.speech_ended_at[-1]),
             jitter_ms=frame_jitter_ms(seg.arrivals),
             **stages,
         )

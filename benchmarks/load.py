@@ -64,6 +64,9 @@ METRICS = [
 ]
 
 
+MIN_TURNS = 30
+
+
 def build_engines(pipeline: str, cache: Path, address: str = "") -> Any:
     from livekit.agents import AgentSession
     from livekit.plugins import silero
@@ -329,7 +332,12 @@ def ratio(a: float | None, b: float | None) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, default=1)
-    parser.add_argument("--turns", type=int, default=2, help="spoken turns per session")
+    parser.add_argument(
+        "--turns",
+        type=int,
+        default=None,
+        help="spoken turns per session (default: enough for 30 per pipeline, at least 2)",
+    )
     parser.add_argument("--cache", type=Path, default=Path(".cache"))
     parser.add_argument(
         "--shared",
@@ -345,6 +353,8 @@ def main() -> None:
     parser.add_argument("--address", default="", help=argparse.SUPPRESS)
     parser.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.turns is None:  # percentiles need samples: >= 30 turns per pipeline
+        args.turns = max(2, -(-MIN_TURNS // args.sessions))
     if args.only:
         result = asyncio.run(
             run_pipeline(

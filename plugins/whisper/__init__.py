@@ -6,7 +6,8 @@ from livekit.agents import Plugin
 
 from .log import logger
 from .models import packaged_tiny_en, resolve_model
-from .stt import WhisperRecognizeStream, WhisperSTT
+from .stream import WhisperRecognizeStream
+from .stt import WhisperSTT
 
 __all__ = ["WhisperSTT", "WhisperRecognizeStream", "packaged_tiny_en", "resolve_model"]
 __version__ = "0.1.0"

@@ -2,10 +2,11 @@
 
 Two ways to use it:
 
-- streaming (default): one long-lived ``RecognizeStream`` per session buffers the user's
-  speech, publishes interim transcripts while they talk, and decodes the final transcript
-  when the session flushes it (``manual_flush``: at the end-of-turn decision, or at VAD end
-  of speech when there is no turn detector).
+- streaming (default): one long-lived ``RecognizeStream`` per session (``stream.py``)
+  buffers the user's speech, publishes interim transcripts while they talk, decodes at
+  every pause so the final transcript is ready when the session flushes it
+  (``manual_flush``: at the end-of-turn decision, or at VAD end of speech when there is no
+  turn detector).
 - batch: ``recognize()`` on a buffer; with ``streaming=False`` the session wraps the plugin
   in the framework's ``StreamAdapter``, which decodes each VAD segment whole.
 
@@ -16,16 +17,12 @@ elsewhere (the worker's shared inference process) and this process loads no mode
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
 from livekit.agents import (
     DEFAULT_API_CONNECT_OPTIONS,
     APIConnectionError,
@@ -36,7 +33,7 @@ from livekit.agents import (
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import AudioBuffer, is_given
 
-from .._common.audio import Float32Array, frame_to_float, frames_to_mono, to_mono
+from .._common.audio import Float32Array, frames_to_mono
 from .._common.batching import Batcher
 from .._common.executor import in_executor
 from .batch import DecodeRequest, decode_batch
@@ -46,11 +43,9 @@ from .models import ComputeType, Device, ResolvedModel, load_whisper, resolve_mo
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
+    from .stream import WhisperRecognizeStream
+
 SAMPLE_RATE = 16000
-# whisper's context is 30 s; older audio in one utterance is dropped rather than grown forever
-MAX_UTTERANCE_S = 30.0
-# audio kept before the first voiced frame so the onset of the first word is not clipped
-PRE_ROLL_S = 0.4
 
 
 class SpeechDecoder(Protocol):
@@ -108,6 +103,7 @@ class WhisperSTT(stt.STT):
         download_root: Path | None = None,
         cpu_threads: int = 0,
         num_workers: int = 1,
+        min_window_s: float = 30.0,
         model_instance: WhisperModel | None = None,
         decoder: SpeechDecoder | None = None,
     ) -> None:
@@ -120,6 +116,9 @@ class WhisperSTT(stt.STT):
         )
         if beam_size < 1:
             raise ValueError("beam_size must be >= 1")
+        if not 1.0 <= min_window_s <= 30.0:
+            raise ValueError("min_window_s must be within [1, 30]")
+        self._min_window_s = min_window_s
         self._decoder = decoder
         self._resolved: ResolvedModel = (
             decoder.resolved if decoder else resolve_model(model, device, compute_type)
@@ -197,7 +196,7 @@ class WhisperSTT(stt.STT):
 
     def decode_batch(self, requests: list[DecodeRequest]) -> list[str]:
         """Blocking decode of several utterances as one batch (see ``batch.py``)."""
-        return decode_batch(self._loaded(), requests)
+        return decode_batch(self._loaded(), requests, self._min_window_s)
 
     def transcribe_array(self, audio: Float32Array, language: str | None = None) -> str:
         """Blocking decode of 16 kHz mono audio with faster-whisper's own ``transcribe``;
@@ -240,7 +239,7 @@ class WhisperSTT(stt.STT):
         audio = frames_to_mono(frames, SAMPLE_RATE)
         lang = language if is_given(language) else self._opts.language
         text = await self.transcribe(audio, lang)
-        return _final_event(utils.shortuuid(), text, lang, len(audio) / SAMPLE_RATE)
+        return final_event(utils.shortuuid(), text, lang, len(audio) / SAMPLE_RATE)
 
     def stream(
         self,
@@ -248,6 +247,8 @@ class WhisperSTT(stt.STT):
         language: NotGivenOr[str] = NOT_GIVEN,
         conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
     ) -> WhisperRecognizeStream:
+        from .stream import WhisperRecognizeStream
+
         opts = replace(self._opts)
         if is_given(language):
             opts.language = language
@@ -257,7 +258,7 @@ class WhisperSTT(stt.STT):
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _final_event(
+def final_event(
     request_id: str, text: str, language: str | None, duration: float
 ) -> stt.SpeechEvent:
     return stt.SpeechEvent(
@@ -270,114 +271,4 @@ def _final_event(
     )
 
 
-class _Utterance:
-    """Audio since the last flush, trimmed of leading silence and bounded in length."""
-
-    def __init__(self, threshold_dbfs: float) -> None:
-        self._threshold = 10 ** (threshold_dbfs / 20.0)
-        self._pre_roll: deque[Float32Array] = deque()
-        self._pre_roll_samples = 0
-        self._chunks: deque[Float32Array] = deque()
-        self._samples = 0
-        self.voiced_since: float | None = None
-
-    def push(self, mono16k: Float32Array) -> None:
-        voiced = mono16k.size > 0 and float(np.sqrt(np.mean(mono16k**2))) >= self._threshold
-        if self.voiced_since is None and not voiced:
-            self._pre_roll.append(mono16k)
-            self._pre_roll_samples += mono16k.size
-            while self._pre_roll_samples - self._pre_roll[0].size >= PRE_ROLL_S * SAMPLE_RATE:
-                self._pre_roll_samples -= self._pre_roll.popleft().size
-            return
-        if self.voiced_since is None:
-            self.voiced_since = time.monotonic()
-            self._chunks.extend(self._pre_roll)
-            self._samples += self._pre_roll_samples
-            self._pre_roll.clear()
-            self._pre_roll_samples = 0
-        self._chunks.append(mono16k)
-        self._samples += mono16k.size
-        while self._samples - self._chunks[0].size >= MAX_UTTERANCE_S * SAMPLE_RATE:
-            self._samples -= self._chunks.popleft().size
-
-    @property
-    def voiced(self) -> bool:
-        return self.voiced_since is not None
-
-    def audio(self) -> Float32Array:
-        if not self._chunks:
-            return np.zeros(0, dtype=np.float32)
-        return np.concatenate(list(self._chunks))
-
-    def clear(self) -> None:
-        self._chunks.clear()
-        self._samples = 0
-        self.voiced_since = None
-
-
-class WhisperRecognizeStream(stt.RecognizeStream):
-    def __init__(
-        self, *, stt: WhisperSTT, opts: _STTOptions, conn_options: APIConnectOptions
-    ) -> None:
-        # the base class resamples every pushed frame to 16 kHz for us
-        super().__init__(stt=stt, conn_options=conn_options, sample_rate=SAMPLE_RATE)
-        self._whisper = stt
-        self._opts = opts
-
-    async def _run(self) -> None:
-        utterance = _Utterance(self._opts.voice_threshold_dbfs)
-        interim: asyncio.Task[str] | None = None
-        last_interim = 0.0
-        request_id = utils.shortuuid()
-
-        try:
-            async for item in self._input_ch:
-                if isinstance(item, self._FlushSentinel):
-                    if interim is not None:
-                        interim.cancel()
-                        interim = None
-                    audio = utterance.audio() if utterance.voiced else np.zeros(0, np.float32)
-                    utterance.clear()
-                    text = await self._whisper.transcribe(audio, self._opts.language)
-                    self._event_ch.send_nowait(
-                        _final_event(
-                            request_id, text, self._opts.language, audio.size / SAMPLE_RATE
-                        )
-                    )
-                    request_id = utils.shortuuid()
-                    continue
-
-                utterance.push(to_mono(frame_to_float(item)))
-                if interim is not None and interim.done():
-                    self._emit_interim(request_id, interim)
-                    interim = None
-                now = time.monotonic()
-                if (
-                    self._opts.interim_interval > 0
-                    and utterance.voiced
-                    and interim is None
-                    and now - last_interim >= self._opts.interim_interval
-                ):
-                    last_interim = now
-                    interim = asyncio.create_task(
-                        self._whisper.transcribe(utterance.audio(), self._opts.language)
-                    )
-        finally:
-            if interim is not None:
-                interim.cancel()
-
-    def _emit_interim(self, request_id: str, task: asyncio.Task[str]) -> None:
-        if task.cancelled() or task.exception() is not None:
-            return
-        text = task.result()
-        if text:
-            self._event_ch.send_nowait(
-                stt.SpeechEvent(
-                    type=stt.SpeechEventType.INTERIM_TRANSCRIPT,
-                    request_id=request_id,
-                    alternatives=[stt.SpeechData(language=self._opts.language or "", text=text)],
-                )
-            )
-
-
-__all__ = ["WhisperSTT", "WhisperRecognizeStream"]
+__all__ = ["WhisperSTT"]

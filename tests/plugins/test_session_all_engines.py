@@ -12,6 +12,7 @@ from livekit.plugins import silero
 
 from agent.audio_input import NormalizedAudioInput
 from agent.sim_io import PacedAudioInput, RecordingAudioOutput
+from agent.simulate import voice_to_voice_ms
 from tests.audio_fixtures import speak, trim_silence, wer
 
 QUESTION = "What is the weather like in Paris today?"
@@ -82,7 +83,7 @@ async def test_full_turn_with_every_engine(
     pcm, rate = speaker.pcm()
     assert rate == piper_tts.sample_rate
     assert pcm.size > rate * 0.3 and np.abs(pcm).max() > 1000  # the agent spoke
-    voice_to_voice = speaker.segments[0].started_at - mic.speech_ended_at[0]
+    voice_to_voice = voice_to_voice_ms(speaker.segments[0], mic.speech_ended_at[0]) / 1000
     assert 0 < voice_to_voice < 20
 
 

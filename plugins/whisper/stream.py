@@ -1,0 +1,236 @@
+"""The streaming side of ``WhisperSTT``: one stream per session, decoding at every pause.
+
+Whisper re-decodes the whole utterance each time, so when that happens decides the latency.
+The stream decodes:
+
+- every ``interim_interval`` while the user speaks (interim transcripts for captions);
+- as soon as a pause starts (``PAUSE_DECODE_S`` of unvoiced audio after speech). That text
+  goes out as a *preflight* transcript, on which the session starts its LLM (and TTS)
+  preemptively while the end-of-turn detector is still deciding;
+- at the flush (the end-of-turn decision) only when no decode covers every voiced sample
+  yet. Otherwise the final transcript is the pause decode's text, ready at once: the final
+  is off the critical path. Trailing silence after the last voiced sample changes nothing a
+  decode would say, so a decode made during the pause stands for the whole turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from livekit.agents import APIConnectOptions, stt, utils
+
+from .._common.audio import Float32Array, frame_to_float, to_mono
+from .stt import SAMPLE_RATE, final_event
+
+if TYPE_CHECKING:
+    from .stt import WhisperSTT, _STTOptions
+
+# whisper's context is 30 s; older audio in one utterance is dropped rather than grown forever
+MAX_UTTERANCE_S = 30.0
+# audio kept before the first voiced frame so the onset of the first word is not clipped
+PRE_ROLL_S = 0.4
+# unvoiced audio after speech that starts a pause decode: longer than the gaps between
+# words, short enough that the decode is done when the turn detector decides (~0.3 s)
+PAUSE_DECODE_S = 0.1
+
+
+class _Utterance:
+    """Audio since the last flush, trimmed of leading silence and bounded in length.
+
+    Positions are counted in samples pushed since the utterance began, so a decode can say
+    which audio it covered even after old audio was dropped."""
+
+    def __init__(self, threshold_dbfs: float) -> None:
+        self._threshold = 10 ** (threshold_dbfs / 20.0)
+        self._pre_roll: deque[Float32Array] = deque()
+        self._pre_roll_samples = 0
+        self._chunks: deque[Float32Array] = deque()
+        self._samples = 0
+        self.voiced_since: float | None = None
+        self.pushed = 0  # samples in the utterance so far (after the pre-roll)
+        self.voiced_end = 0  # ``pushed`` at the end of the last voiced chunk
+        self.quiet = 0  # unvoiced samples since then
+
+    def push(self, mono16k: Float32Array) -> None:
+        voiced = mono16k.size > 0 and float(np.sqrt(np.mean(mono16k**2))) >= self._threshold
+        if self.voiced_since is None and not voiced:
+            self._pre_roll.append(mono16k)
+            self._pre_roll_samples += mono16k.size
+            while self._pre_roll_samples - self._pre_roll[0].size >= PRE_ROLL_S * SAMPLE_RATE:
+                self._pre_roll_samples -= self._pre_roll.popleft().size
+            return
+        if self.voiced_since is None:
+            self.voiced_since = time.monotonic()
+            self._chunks.extend(self._pre_roll)
+            self._samples += self._pre_roll_samples
+            self.pushed += self._pre_roll_samples
+            self._pre_roll.clear()
+            self._pre_roll_samples = 0
+        self._chunks.append(mono16k)
+        self._samples += mono16k.size
+        self.pushed += mono16k.size
+        if voiced:
+            self.voiced_end = self.pushed
+            self.quiet = 0
+        else:
+            self.quiet += mono16k.size
+        while self._samples - self._chunks[0].size >= MAX_UTTERANCE_S * SAMPLE_RATE:
+            self._samples -= self._chunks.popleft().size
+
+    @property
+    def voiced(self) -> bool:
+        return self.voiced_since is not None
+
+    @property
+    def pausing(self) -> bool:
+        return self.voiced and self.quiet >= PAUSE_DECODE_S * SAMPLE_RATE
+
+    def audio(self) -> Float32Array:
+        if not self._chunks:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate(list(self._chunks))
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._samples = 0
+        self.voiced_since = None
+        self.pushed = self.voiced_end = self.quiet = 0
+
+
+@dataclass
+class _Decode:
+    """One decode of the utterance up to ``covers`` (an ``_Utterance.pushed`` position)."""
+
+    covers: int
+    task: asyncio.Task[str]
+    at_pause: bool
+
+    def text(self) -> str | None:
+        """The decoded text, or None while running or after a failure."""
+        if not self.task.done() or self.task.cancelled() or self.task.exception() is not None:
+            return None
+        return self.task.result()
+
+
+class WhisperRecognizeStream(stt.RecognizeStream):
+    def __init__(
+        self, *, stt: WhisperSTT, opts: _STTOptions, conn_options: APIConnectOptions
+    ) -> None:
+        # the base class resamples every pushed frame to 16 kHz for us
+        super().__init__(stt=stt, conn_options=conn_options, sample_rate=SAMPLE_RATE)
+        self._whisper = stt
+        self._opts = opts
+        self.finals_reused = 0  # finals served from a pause decode, no decode at the flush
+
+    async def _run(self) -> None:
+        utterance = _Utterance(self._opts.voice_threshold_dbfs)
+        self._running: _Decode | None = None  # at most one decode in flight per stream
+        self._latest: tuple[int, str] | None = None  # (covers, text): newest finished decode
+        last_interim = 0.0
+        self._request_id = utils.shortuuid()
+
+        def finished(decode: _Decode) -> None:
+            # runs as soon as the decode ends, not at the next frame: the input may have
+            # stopped (a muted or departed caller) while the pause decode ran
+            if self._running is decode:
+                self._running = None
+            text = decode.text()
+            if text is None:
+                return
+            if self._latest is None or decode.covers >= self._latest[0]:
+                self._latest = (decode.covers, text)
+            fresh = decode.covers >= utterance.voiced_end
+            self._emit(self._request_id, text, preflight=decode.at_pause and fresh)
+
+        def start(at_pause: bool) -> None:
+            task = asyncio.create_task(
+                self._whisper.transcribe(utterance.audio(), self._opts.language)
+            )
+            decode = _Decode(utterance.pushed, task, at_pause)
+            task.add_done_callback(lambda _: finished(decode))
+            self._running = decode
+
+        try:
+            async for item in self._input_ch:
+                if isinstance(item, self._FlushSentinel):
+                    running, latest = self._running, self._latest
+                    self._running, self._latest = None, None
+                    text = await self._final_text(utterance, running, latest)
+                    audio_s = utterance.pushed / SAMPLE_RATE
+                    utterance.clear()
+                    self._event_ch.send_nowait(
+                        final_event(self._request_id, text, self._opts.language, audio_s)
+                    )
+                    self._request_id = utils.shortuuid()
+                    continue
+
+                utterance.push(to_mono(frame_to_float(item)))
+                if not utterance.voiced:
+                    continue
+                running, latest = self._running, self._latest
+                covered = max(latest[0] if latest else 0, running.covers if running else 0)
+                if utterance.pausing and covered < utterance.voiced_end:
+                    if running is not None:  # an interim of older audio: the pause matters more
+                        running.task.cancel()
+                    start(at_pause=True)
+                    continue
+                now = time.monotonic()
+                if (
+                    self._opts.interim_interval > 0
+                    and running is None
+                    and not utterance.pausing
+                    and now - last_interim >= self._opts.interim_interval
+                ):
+                    last_interim = now
+                    start(at_pause=False)
+        finally:
+            if self._running is not None:
+                self._running.task.cancel()
+
+    async def _final_text(
+        self, utterance: _Utterance, running: _Decode | None, latest: tuple[int, str] | None
+    ) -> str:
+        """The turn's text: a decode that already covers every voiced sample, else a new one."""
+        if not utterance.voiced:
+            if running is not None:
+                running.task.cancel()
+            return ""
+        if latest is not None and latest[0] >= utterance.voiced_end:
+            if running is not None:
+                running.task.cancel()
+            self.finals_reused += 1
+            return latest[1]
+        if running is not None and running.covers >= utterance.voiced_end:
+            await asyncio.wait({running.task})  # our own cancellation still propagates
+            text = running.text()
+            if text is not None:
+                self.finals_reused += 1
+                return text
+            # failed or cancelled: decode again below; a real failure repeats and surfaces
+        elif running is not None:
+            running.task.cancel()
+        return await self._whisper.transcribe(utterance.audio(), self._opts.language)
+
+    def _emit(self, request_id: str, text: str, *, preflight: bool) -> None:
+        if not text:
+            return
+        kind = (
+            stt.SpeechEventType.PREFLIGHT_TRANSCRIPT
+            if preflight
+            else stt.SpeechEventType.INTERIM_TRANSCRIPT
+        )
+        self._event_ch.send_nowait(
+            stt.SpeechEvent(
+                type=kind,
+                request_id=request_id,
+                alternatives=[stt.SpeechData(language=self._opts.language or "", text=text)],
+            )
+        )
+
+
+__all__ = ["WhisperRecognizeStream"]
