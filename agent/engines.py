@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from livekit.agents import AgentSession, llm, tokenize, tts
@@ -23,6 +24,7 @@ from cache.store import ClipStore
 from cache.tts import CachedTTS
 from plugins._common.executor import QUEUE_DELAYS
 from plugins._common.first_chunk import EarlyFirstChunkTokenizer
+from plugins._common.pause_text import PauseText
 from plugins._common.text import speakable
 from plugins.espeak import EspeakTTS
 from plugins.llama import LlamaLLM, openai_compatible
@@ -35,6 +37,7 @@ from plugins.smart_turn import (
     TurnBatcher,
 )
 from plugins.smart_turn.detector import TurnPredictor
+from plugins.smart_turn.text import TextTurnScorer
 from plugins.whisper import WhisperSTT
 
 from .log import logger
@@ -59,6 +62,7 @@ def turn_options(settings: Settings) -> HybridTurnOptions:
         decision_pause=settings.turn_decision_pause_s,
         silence_timeout=settings.turn_silence_timeout_s,
         min_speech=settings.turn_min_speech_s,
+        text_weight=settings.turn_text_weight,
     )
 
 
@@ -185,6 +189,7 @@ class Engines:
         self._prewarm_task: asyncio.Task[int] | None = None
         self._queue_task: asyncio.Task[None] | None = None
         self._turn_batcher: TurnPredictor | None = None
+        self._turn_text: TextTurnScorer | None = None
         self._shared_sentences: frozenset[str] | None = None
 
     @classmethod
@@ -411,15 +416,17 @@ class Engines:
         config = config or SessionConfig()
         turn = config.turn or turn_options(self.settings)
         self._created.add("vad")
+        # the STT's pause decode reaches this session's turn detector through ``pause_text``
+        pause_text = PauseText()
         return AgentSession(
             vad=silero.VAD.load(**turn.vad_options()),
-            stt=self.stt,
+            stt=self.stt.for_session(pause_text),
             llm=self.llm,
             tts=SwappableTTS(
                 self.voice(config.tts_speed, namespace=namespace), release=self.release_voice
             ),
             turn_handling={
-                "turn_detection": SmartTurnDetector(None, options=turn, batcher=self.turn_batcher),
+                "turn_detection": self.turn_detector(turn, pause_text),
                 "endpointing": turn.endpointing(),  # type: ignore[typeddict-item]
                 "interruption": {
                     "mode": "vad",
@@ -435,6 +442,29 @@ class Engines:
             aec_warmup_duration=self.settings.aec_warmup_s or None,
             session_close_transcript_timeout=0,
         )
+
+    def turn_detector(self, turn: HybridTurnOptions, pause_text: PauseText) -> SmartTurnDetector:
+        """One session's end-of-turn detector: Smart Turn on the process's batcher, with the
+        session's pause text judged by the text scorer when its weight is above 0."""
+        return SmartTurnDetector(
+            None,
+            options=turn,
+            batcher=self.turn_batcher,
+            pause_text=pause_text,
+            text_scorer=self.turn_text if turn.text_weight > 0 else None,
+        )
+
+    @property
+    def turn_text(self) -> TextTurnScorer:
+        """The process's text turn scorer (its model loads at the first pause it judges)."""
+        if self._turn_text is None:
+            from plugins._common.assets import resolve
+            from plugins.llama import SMOLLM2_135M
+
+            s = self.settings
+            path = Path(s.turn_text_model) if s.turn_text_model else None
+            self._turn_text = TextTurnScorer(path or resolve(SMOLLM2_135M, s.cache_path))
+        return self._turn_text
 
     def backchannels(self) -> BackchannelRule | None:
         phrases = [p.strip() for p in self.settings.backchannel_words.split(",") if p.strip()]

@@ -316,6 +316,20 @@ class Settings:
     turn_min_speech_s: float = setting(
         0.25, "TURN_MIN_SPEECH_S", "Shortest sound that counts as speech.", group="Turn taking"
     )
+    turn_text_weight: float = setting(
+        0.5,
+        "TURN_TEXT_WEIGHT",
+        "Share of the transcript's verdict (is the sentence finished?) next to Smart Turn's "
+        "audio verdict at a pause; 0 judges on audio alone (docs/architecture.md).",
+        group="Turn taking",
+    )
+    turn_text_model: str = setting(
+        "",
+        "TURN_TEXT_MODEL",
+        "ChatML GGUF that judges whether the user's text is a finished turn; empty: the "
+        "packaged SmolLM2-135M.",
+        group="Turn taking",
+    )
     backchannel_words: str = setting(
         ",".join(
             [
@@ -538,6 +552,8 @@ class Settings:
             raise SettingsError("DRAIN_TIMEOUT_S must not be negative")
         if self.cache_max_bytes < 0:
             raise SettingsError("CACHE_MAX_BYTES must not be negative")
+        if not 0 <= self.turn_text_weight <= 1:
+            raise SettingsError("TURN_TEXT_WEIGHT must be between 0 and 1")
         if not 1 <= self.stt_min_window_s <= 30:
             raise SettingsError("STT_MIN_WINDOW_S must be between 1 and 30")
         from auth.limits import TenantPolicy, parse_participant_config

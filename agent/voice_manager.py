@@ -28,7 +28,7 @@ from livekit.agents.voice.events import CloseEvent
 from livekit.agents.voice.io import AudioInput, AudioOutput
 from livekit.agents.voice.transcription import TranscriptSynchronizer
 
-from plugins.smart_turn import SmartTurnDetector
+from plugins._common.pause_text import PauseText
 
 from . import logs
 from .audio_input import NormalizedAudioInput
@@ -355,10 +355,9 @@ class VoiceManager(utils.EventEmitter[str]):
         if update.turn is not None and entry.mode == "audio":
             session.update_options(
                 endpointing_opts=update.turn.endpointing(),  # type: ignore[arg-type]
-                turn_detection=SmartTurnDetector(
-                    None,
-                    options=update.turn,
-                    batcher=self._engines.turn_batcher,
+                # the same pause text: the session's STT streams keep publishing to it
+                turn_detection=self._engines.turn_detector(
+                    update.turn, getattr(session.stt, "pause_text", None) or PauseText()
                 ),
             )
             vad = session.vad

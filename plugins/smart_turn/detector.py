@@ -30,10 +30,12 @@ from livekit.agents.language import LanguageCode
 from livekit.agents.voice.turn import TurnDetectionEvent
 
 from .._common.audio import Float32Array, frame_to_float, to_mono
+from .._common.pause_text import PauseText
 from .batcher import TurnBatcher
 from .features import SAMPLE_RATE, WINDOW_SAMPLES
 from .log import logger
 from .model import SmartTurnModel
+from .text import TextVerdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,9 @@ class HybridTurnOptions:
         silence_timeout: total silence that ends a turn the model calls unfinished.
         min_speech: shorter speech is ignored (coughs, clicks, a stray "uh").
         prediction_timeout: how long the session waits for a verdict before going on.
+        text_weight: share of the transcript's verdict in P(complete) when the session's
+            pause text is available (0: audio alone, the Smart Turn model's verdict).
+        text_wait: longest wait for the pause's transcript before judging on audio alone.
     """
 
     threshold: float = 0.5
@@ -55,16 +60,21 @@ class HybridTurnOptions:
     silence_timeout: float = 2.0
     min_speech: float = 0.25
     prediction_timeout: float = 1.0
+    text_weight: float = 0.5
+    text_wait: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError("threshold must be within [0, 1]")
+        if not 0.0 <= self.text_weight <= 1.0:
+            raise ValueError("text_weight must be within [0, 1]")
         for name in (
             "decision_pause",
             "min_delay",
             "silence_timeout",
             "min_speech",
             "prediction_timeout",
+            "text_wait",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
@@ -78,6 +88,21 @@ class HybridTurnOptions:
     def endpointing(self) -> dict[str, Any]:
         """The session's ``turn_handling["endpointing"]`` for this policy."""
         return {"mode": "fixed", "min_delay": self.min_delay, "max_delay": self.silence_timeout}
+
+
+class TextScorer(Protocol):
+    """What judges the pause text (``text.TextTurnScorer``)."""
+
+    async def verdict(self, text: str) -> TextVerdict: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TurnVerdict:
+    """One decision's inputs: the combined probability, the audio's, and the text's."""
+
+    p_complete: float
+    p_audio: float
+    text: TextVerdict | None
 
 
 class TurnPredictor(Protocol):
@@ -100,8 +125,14 @@ class SmartTurnDetector:
         options: HybridTurnOptions | None = None,
         executor: ThreadPoolExecutor | None = None,
         batcher: TurnPredictor | None = None,
+        pause_text: PauseText | None = None,
+        text_scorer: TextScorer | None = None,
     ) -> None:
         self.options = options or HybridTurnOptions()
+        # the session's words at its pause, and what judges them (both or neither)
+        self.pause_text = pause_text if text_scorer is not None else None
+        self.text_scorer = text_scorer
+        self.last_verdict: TurnVerdict | None = None
         # pass the process's batcher so every session's pauses share one model thread and
         # are scored together under load (or a client of the shared inference process)
         if batcher is None:
@@ -126,6 +157,24 @@ class SmartTurnDetector:
     async def predict(self, audio16k: Float32Array) -> float:
         """P(complete) for one utterance, computed off the event loop."""
         return await self._batcher.predict(audio16k)
+
+    async def judge(self, audio16k: Float32Array) -> TurnVerdict:
+        """The audio verdict, combined with the pause text's when there is one in time."""
+        audio_task = asyncio.create_task(self.predict(audio16k))
+        text: TextVerdict | None = None
+        w = self.options.text_weight
+        try:
+            if self.pause_text is not None and self.text_scorer is not None and w > 0:
+                words = await self.pause_text.wait(self.options.text_wait)
+                if words is not None:
+                    text = await self.text_scorer.verdict(words)
+            p_audio = await audio_task
+        finally:
+            audio_task.cancel()
+        p = p_audio if text is None else (1 - w) * p_audio + w * text.p_complete
+        verdict = TurnVerdict(p, p_audio, text)
+        self.last_verdict = verdict
+        return verdict
 
     async def unlikely_threshold(self, language: LanguageCode | None) -> float | None:
         return self.options.threshold
@@ -205,7 +254,17 @@ class SmartTurnStream:
         async def run() -> None:
             started = time.perf_counter()
             try:
-                p = await self._detector.predict(audio)
+                verdict = await self._detector.judge(audio)
+                p = verdict.p_complete
+                logger.debug(
+                    "turn verdict",
+                    extra={
+                        "p_complete": round(p, 3),
+                        "p_audio": round(verdict.p_audio, 3),
+                        "p_text": round(verdict.text.p_complete, 3) if verdict.text else None,
+                        "text_cue": verdict.text.cue if verdict.text else None,
+                    },
+                )
             except Exception as e:  # surfaced to the session as "no prediction"
                 logger.exception("smart turn inference failed")
                 if not fut.done():

@@ -25,6 +25,7 @@ import numpy as np
 from livekit.agents import APIConnectOptions, stt, utils
 
 from .._common.audio import Float32Array, frame_to_float, to_mono
+from .._common.pause_text import PauseText
 from .stt import SAMPLE_RATE, final_event
 
 if TYPE_CHECKING:
@@ -119,12 +120,20 @@ class _Decode:
 
 class WhisperRecognizeStream(stt.RecognizeStream):
     def __init__(
-        self, *, stt: WhisperSTT, opts: _STTOptions, conn_options: APIConnectOptions
+        self,
+        *,
+        stt: stt.STT,
+        whisper: WhisperSTT,
+        opts: _STTOptions,
+        conn_options: APIConnectOptions,
+        pause_text: PauseText | None = None,
     ) -> None:
-        # the base class resamples every pushed frame to 16 kHz for us
+        # the base class resamples every pushed frame to 16 kHz for us; ``stt`` receives the
+        # stream's metrics and errors (the session's own STT), ``whisper`` decodes
         super().__init__(stt=stt, conn_options=conn_options, sample_rate=SAMPLE_RATE)
-        self._whisper = stt
+        self._whisper = whisper
         self._opts = opts
+        self._pause_text = pause_text
         self.finals_reused = 0  # finals served from a pause decode, no decode at the flush
 
     async def _run(self) -> None:
@@ -145,6 +154,8 @@ class WhisperRecognizeStream(stt.RecognizeStream):
             if self._latest is None or decode.covers >= self._latest[0]:
                 self._latest = (decode.covers, text)
             fresh = decode.covers >= utterance.voiced_end
+            if decode.at_pause and fresh and self._pause_text is not None:
+                self._pause_text.publish(text)
             self._emit(self._request_id, text, preflight=decode.at_pause and fresh)
 
         def start(at_pause: bool) -> None:
@@ -160,6 +171,8 @@ class WhisperRecognizeStream(stt.RecognizeStream):
                 if isinstance(item, self._FlushSentinel):
                     running, latest = self._running, self._latest
                     self._running, self._latest = None, None
+                    if self._pause_text is not None:
+                        self._pause_text.invalidate()
                     text = await self._final_text(utterance, running, latest)
                     audio_s = utterance.pushed / SAMPLE_RATE
                     utterance.clear()
@@ -169,7 +182,10 @@ class WhisperRecognizeStream(stt.RecognizeStream):
                     self._request_id = utils.shortuuid()
                     continue
 
+                voiced_before = utterance.voiced_end
                 utterance.push(to_mono(frame_to_float(item)))
+                if utterance.voiced_end != voiced_before and self._pause_text is not None:
+                    self._pause_text.invalidate()  # speaking again: the pause text is stale
                 if not utterance.voiced:
                     continue
                 running, latest = self._running, self._latest

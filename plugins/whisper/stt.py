@@ -36,6 +36,7 @@ from livekit.agents.utils import AudioBuffer, is_given
 from .._common.audio import Float32Array, frames_to_mono
 from .._common.batching import Batcher
 from .._common.executor import in_executor
+from .._common.pause_text import PauseText
 from .batch import DecodeRequest, decode_batch
 from .log import logger
 from .models import ComputeType, Device, ResolvedModel, load_whisper, resolve_model
@@ -43,6 +44,7 @@ from .models import ComputeType, Device, ResolvedModel, load_whisper, resolve_mo
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
+    from .session import SessionSTT
     from .stream import WhisperRecognizeStream
 
 SAMPLE_RATE = 16000
@@ -247,12 +249,31 @@ class WhisperSTT(stt.STT):
         language: NotGivenOr[str] = NOT_GIVEN,
         conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
     ) -> WhisperRecognizeStream:
+        return self.stream_for(self, language=language, conn_options=conn_options)
+
+    def stream_for(
+        self,
+        owner: stt.STT,
+        *,
+        pause_text: PauseText | None = None,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+    ) -> WhisperRecognizeStream:
+        """A stream decoding on this model whose events go to ``owner`` (a session's STT)."""
         from .stream import WhisperRecognizeStream
 
         opts = replace(self._opts)
         if is_given(language):
             opts.language = language
-        return WhisperRecognizeStream(stt=self, opts=opts, conn_options=conn_options)
+        return WhisperRecognizeStream(
+            stt=owner, whisper=self, opts=opts, conn_options=conn_options, pause_text=pause_text
+        )
+
+    def for_session(self, pause_text: PauseText) -> SessionSTT:
+        """This model as one session's STT: its streams publish pause text to ``pause_text``."""
+        from .session import SessionSTT
+
+        return SessionSTT(self, pause_text)
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -15,7 +15,7 @@ FIRST = "What is the weather like in Paris today"
 SECOND = "and what about tomorrow morning"
 
 
-async def events_until(stream, kind: stt.SpeechEventType, timeout: float = 30) -> list:
+async def events_until(stream, kind: stt.SpeechEventType, within: float = 30) -> list:
     seen: list[stt.SpeechEvent] = []
 
     async def read() -> None:
@@ -24,7 +24,7 @@ async def events_until(stream, kind: stt.SpeechEventType, timeout: float = 30) -
             if ev.type == kind:
                 return
 
-    await asyncio.wait_for(read(), timeout=timeout)
+    await asyncio.wait_for(read(), timeout=within)
     return seen
 
 

@@ -1,0 +1,61 @@
+"""One session's view of the process's shared ``WhisperSTT``.
+
+Every session decodes on the same model (one batcher, one thread), but each needs its own
+``stt.STT`` object: its streams hand their pause text to that session's turn detector, and
+its metrics and errors reach that session's listeners only. Closing it never closes the
+shared model."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, stt
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
+from livekit.agents.utils import AudioBuffer
+
+from .._common.pause_text import PauseText
+
+if TYPE_CHECKING:
+    from .stream import WhisperRecognizeStream
+    from .stt import WhisperSTT
+
+
+class SessionSTT(stt.STT):
+    def __init__(self, whisper: WhisperSTT, pause_text: PauseText) -> None:
+        super().__init__(capabilities=whisper.capabilities)
+        self._whisper = whisper
+        self.pause_text = pause_text
+
+    @property
+    def model(self) -> str:
+        return self._whisper.model
+
+    @property
+    def provider(self) -> str:
+        return self._whisper.provider
+
+    @property
+    def whisper(self) -> WhisperSTT:
+        return self._whisper
+
+    def stream(
+        self,
+        *,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+    ) -> WhisperRecognizeStream:
+        return self._whisper.stream_for(
+            self, pause_text=self.pause_text, language=language, conn_options=conn_options
+        )
+
+    async def _recognize_impl(
+        self,
+        buffer: AudioBuffer,
+        *,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions,
+    ) -> stt.SpeechEvent:
+        return await self._whisper.recognize(buffer, language=language, conn_options=conn_options)
+
+    async def aclose(self) -> None:
+        """The shared model outlives every session."""
