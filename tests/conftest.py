@@ -37,9 +37,11 @@ def cache_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def whisper_stt() -> Iterator[object]:
+    from agent.settings import Settings
     from plugins.whisper import WhisperSTT
 
-    stt = WhisperSTT(device="cpu")
+    # the worker's own encoder window (STT_MIN_WINDOW_S), so tests time decodes as it does
+    stt = WhisperSTT(device="cpu", min_window_s=Settings().stt_min_window_s)
     yield stt
 
 

@@ -58,7 +58,7 @@ def open_ending(text: str) -> str | None:
     stripped = text.rstrip()
     if stripped.endswith(("...", "…")):
         return "ellipsis"
-    words = re.findall(r"[a-z']+", stripped.lower())
+    words = re.findall(r"[a-z0-9']+", stripped.lower())  # "is 4279." ends on a number
     if words and words[-1] in OPEN_WORDS:
         return f"open word '{words[-1]}'"
     return None

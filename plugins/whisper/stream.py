@@ -4,13 +4,16 @@ Whisper re-decodes the whole utterance each time, so when that happens decides t
 The stream decodes:
 
 - every ``interim_interval`` while the user speaks (interim transcripts for captions);
-- as soon as a pause starts (``PAUSE_DECODE_S`` of unvoiced audio after speech). That text
-  goes out as a *preflight* transcript, on which the session starts its LLM (and TTS)
-  preemptively while the end-of-turn detector is still deciding;
-- at the flush (the end-of-turn decision) only when no decode covers every voiced sample
-  yet. Otherwise the final transcript is the pause decode's text, ready at once: the final
-  is off the critical path. Trailing silence after the last voiced sample changes nothing a
-  decode would say, so a decode made during the pause stands for the whole turn.
+- as soon as a pause starts (``PAUSE_DECODE_S`` of unvoiced audio after speech). Once the
+  pause has lasted ``FINAL_PAUSE_S`` with no speech since, that text is sent as a *final*
+  transcript: the session has the words when its end-of-turn detector decides (which
+  reads them too, through ``PauseText``), starts its LLM and TTS preemptively on them, and
+  commits the turn without waiting for a decode. A turn with pauses gets one final per
+  pause; the session joins them;
+- at the flush only when something was said since the last final and no decode covers it.
+
+Trailing silence after the last voiced sample changes nothing a decode would say, so a
+decode made during the pause stands for everything said before it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ PRE_ROLL_S = 0.4
 # unvoiced audio after speech that starts a pause decode: longer than the gaps between
 # words, short enough that the decode is done when the turn detector decides (~0.3 s)
 PAUSE_DECODE_S = 0.1
+# a pause decode hears this much silence after the speech (padded with zeros when the pause
+# is younger), so the last word does not sound cut off
+PAUSE_PAD_S = 0.5
+# a pause this long, with its decode done and no speech since, makes that decode a final
+# transcript: a hesitation, not a gap between words (the turn detector is asked at 0.3 s)
+FINAL_PAUSE_S = 0.25
 
 
 class _Utterance:
@@ -110,6 +119,7 @@ class _Decode:
     covers: int
     task: asyncio.Task[str]
     at_pause: bool
+    epoch: int  # finals sent before it started: a final since then makes it stale
 
     def text(self) -> str | None:
         """The decoded text, or None while running or after a failure."""
@@ -134,14 +144,35 @@ class WhisperRecognizeStream(stt.RecognizeStream):
         self._whisper = whisper
         self._opts = opts
         self._pause_text = pause_text
-        self.finals_reused = 0  # finals served from a pause decode, no decode at the flush
+        self.finals_sent = 0
+        self.finals_at_pause = 0  # finals sent during a pause, before any flush
+        self.finals_reused = 0  # flushes answered by a finished decode, no decode of their own
 
     async def _run(self) -> None:
         utterance = _Utterance(self._opts.voice_threshold_dbfs)
         self._running: _Decode | None = None  # at most one decode in flight per stream
         self._latest: tuple[int, str] | None = None  # (covers, text): newest finished decode
+        self._pause_final: str | None = None  # a fresh pause decode waiting for FINAL_PAUSE_S
         last_interim = 0.0
         self._request_id = utils.shortuuid()
+
+        def send_final(text: str) -> None:
+            self.finals_sent += 1
+            audio_s = utterance.pushed / SAMPLE_RATE
+            if text:  # audio that said nothing yet (the onset of a word) stays for the next
+                utterance.clear()
+            self._running, self._latest, self._pause_final = None, None, None
+            if self._pause_text is not None:
+                self._pause_text.finalized(text)
+            self._event_ch.send_nowait(
+                final_event(self._request_id, text, self._opts.language, audio_s)
+            )
+            self._request_id = utils.shortuuid()
+
+        def final_at_pause() -> None:
+            if self._pause_final is not None and utterance.quiet >= FINAL_PAUSE_S * SAMPLE_RATE:
+                self.finals_at_pause += 1
+                send_final(self._pause_final)
 
         def finished(decode: _Decode) -> None:
             # runs as soon as the decode ends, not at the next frame: the input may have
@@ -149,20 +180,26 @@ class WhisperRecognizeStream(stt.RecognizeStream):
             if self._running is decode:
                 self._running = None
             text = decode.text()
-            if text is None:
+            if text is None or decode.epoch != self.finals_sent:  # failed, or already final
                 return
             if self._latest is None or decode.covers >= self._latest[0]:
                 self._latest = (decode.covers, text)
-            fresh = decode.covers >= utterance.voiced_end
-            if decode.at_pause and fresh and self._pause_text is not None:
-                self._pause_text.publish(text)
-            self._emit(self._request_id, text, preflight=decode.at_pause and fresh)
+            if decode.covers >= utterance.voiced_end:
+                # covers all that was said: final once the pause lasts (an interim that
+                # happened to end with the speech counts as much as a pause decode)
+                self._pause_final = text
+                final_at_pause()
+            if self._pause_final is None:
+                self._emit_interim(text)
 
         def start(at_pause: bool) -> None:
-            task = asyncio.create_task(
-                self._whisper.transcribe(utterance.audio(), self._opts.language)
-            )
-            decode = _Decode(utterance.pushed, task, at_pause)
+            audio = utterance.audio()
+            if at_pause:  # a speech end cut short reads as unfinished ("...") to whisper
+                pad = int(PAUSE_PAD_S * SAMPLE_RATE) - utterance.quiet
+                if pad > 0:
+                    audio = np.concatenate([audio, np.zeros(pad, dtype=np.float32)])
+            task = asyncio.create_task(self._whisper.transcribe(audio, self._opts.language))
+            decode = _Decode(utterance.pushed, task, at_pause, self.finals_sent)
             task.add_done_callback(lambda _: finished(decode))
             self._running = decode
 
@@ -170,22 +207,20 @@ class WhisperRecognizeStream(stt.RecognizeStream):
             async for item in self._input_ch:
                 if isinstance(item, self._FlushSentinel):
                     running, latest = self._running, self._latest
-                    self._running, self._latest = None, None
-                    if self._pause_text is not None:
-                        self._pause_text.invalidate()
+                    self._running = None
+                    sent = self.finals_sent
                     text = await self._final_text(utterance, running, latest)
-                    audio_s = utterance.pushed / SAMPLE_RATE
-                    utterance.clear()
-                    self._event_ch.send_nowait(
-                        final_event(self._request_id, text, self._opts.language, audio_s)
-                    )
-                    self._request_id = utils.shortuuid()
+                    # the pause final may have gone out while the flush waited for its decode
+                    send_final(text if self.finals_sent == sent else "")
                     continue
 
                 voiced_before = utterance.voiced_end
                 utterance.push(to_mono(frame_to_float(item)))
-                if utterance.voiced_end != voiced_before and self._pause_text is not None:
-                    self._pause_text.invalidate()  # speaking again: the pause text is stale
+                if utterance.voiced_end != voiced_before:  # speaking again: pause text is stale
+                    self._pause_final = None
+                    if self._pause_text is not None:
+                        self._pause_text.invalidate()
+                final_at_pause()
                 if not utterance.voiced:
                     continue
                 running, latest = self._running, self._latest
@@ -211,7 +246,8 @@ class WhisperRecognizeStream(stt.RecognizeStream):
     async def _final_text(
         self, utterance: _Utterance, running: _Decode | None, latest: tuple[int, str] | None
     ) -> str:
-        """The turn's text: a decode that already covers every voiced sample, else a new one."""
+        """The text since the last final: a decode that already covers every voiced sample,
+        else a new one; empty when nothing was said since."""
         if not utterance.voiced:
             if running is not None:
                 running.task.cancel()
@@ -232,18 +268,13 @@ class WhisperRecognizeStream(stt.RecognizeStream):
             running.task.cancel()
         return await self._whisper.transcribe(utterance.audio(), self._opts.language)
 
-    def _emit(self, request_id: str, text: str, *, preflight: bool) -> None:
+    def _emit_interim(self, text: str) -> None:
         if not text:
             return
-        kind = (
-            stt.SpeechEventType.PREFLIGHT_TRANSCRIPT
-            if preflight
-            else stt.SpeechEventType.INTERIM_TRANSCRIPT
-        )
         self._event_ch.send_nowait(
             stt.SpeechEvent(
-                type=kind,
-                request_id=request_id,
+                type=stt.SpeechEventType.INTERIM_TRANSCRIPT,
+                request_id=self._request_id,
                 alternatives=[stt.SpeechData(language=self._opts.language or "", text=text)],
             )
         )

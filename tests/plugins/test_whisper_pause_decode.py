@@ -1,5 +1,6 @@
-"""The final transcript is decoded during the pause, so the flush at the end of the turn
-finds it ready; speech after the pause makes it stale and is decoded with the rest."""
+"""The final transcript is decoded during the pause and sent when the pause has lasted, so the
+session has the words when its turn detector decides; what is said after it is decoded at
+the flush."""
 
 from __future__ import annotations
 
@@ -28,35 +29,49 @@ async def events_until(stream, kind: stt.SpeechEventType, within: float = 30) ->
     return seen
 
 
-async def test_the_pause_decode_is_the_final_without_a_decode_at_the_flush(whisper_stt) -> None:
+async def test_a_pause_sends_the_final_before_any_flush(whisper_stt) -> None:
     stream = whisper_stt.stream()
     for f in to_frames(np.concatenate([speak(FIRST, rate=16000), silence(0.5, 16000)]), 16000):
         stream.push_frame(f)
-    seen = await events_until(stream, stt.SpeechEventType.PREFLIGHT_TRANSCRIPT)
-    preflight = seen[-1].alternatives[0].text
-    assert wer(FIRST, preflight) <= 0.2, preflight
-    stream.flush()
+    seen = await events_until(stream, stt.SpeechEventType.FINAL_TRANSCRIPT)
+    final = seen[-1].alternatives[0].text
+    assert wer(FIRST, final) <= 0.2, final
+    assert stream.finals_at_pause == 1
+    stream.flush()  # nothing said since: an empty final, no decode
     seen = await events_until(stream, stt.SpeechEventType.FINAL_TRANSCRIPT)
     await stream.aclose()
-    assert seen[-1].alternatives[0].text == preflight
-    assert stream.finals_reused == 1
+    assert seen[-1].alternatives[0].text == ""
 
 
-async def test_speech_after_the_pause_is_decoded_with_the_rest(whisper_stt) -> None:
+async def test_speech_after_the_pause_final_is_decoded_at_the_flush(whisper_stt) -> None:
     stream = whisper_stt.stream()
     first = np.concatenate([speak(FIRST, rate=16000), silence(0.5, 16000)])
     for f in to_frames(first, 16000):
         stream.push_frame(f)
-    await events_until(stream, stt.SpeechEventType.PREFLIGHT_TRANSCRIPT)
+    await events_until(stream, stt.SpeechEventType.FINAL_TRANSCRIPT)
     # cut right after the last word: no pause, so the flush must decode
     for f in to_frames(trim_silence(speak(SECOND, rate=16000)), 16000):
         stream.push_frame(f)
     stream.flush()
     seen = await events_until(stream, stt.SpeechEventType.FINAL_TRANSCRIPT)
     await stream.aclose()
-    final = seen[-1].alternatives[0].text
-    assert wer(f"{FIRST} {SECOND}", final) <= 0.25, final
-    assert stream.finals_reused == 0
+    final = seen[-1].alternatives[0].text.lower()
+    # the second part alone: nothing of the first, already final, is sent again
+    assert "tomorrow" in final and "paris" not in final, final
+    assert stream.finals_reused == 0 and stream.finals_at_pause == 1
+
+
+async def test_a_gap_shorter_than_a_pause_sends_no_final(whisper_stt) -> None:
+    stream = whisper_stt.stream()
+    gap = np.concatenate([speak(FIRST, rate=16000), silence(0.15, 16000)])
+    for f in to_frames(np.concatenate([gap, trim_silence(speak(SECOND, rate=16000))]), 16000):
+        stream.push_frame(f)
+    stream.flush()
+    seen = await events_until(stream, stt.SpeechEventType.FINAL_TRANSCRIPT)
+    await stream.aclose()
+    finals = [e for e in seen if e.type == stt.SpeechEventType.FINAL_TRANSCRIPT]
+    assert len(finals) == 1 and stream.finals_at_pause == 0
+    assert wer(f"{FIRST} {SECOND}", finals[0].alternatives[0].text) <= 0.25, finals
 
 
 def test_the_encoder_window_covers_the_speech_and_never_exceeds_thirty_seconds() -> None:
