@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.harness import cached_speech, machine  # noqa: E402
 from plugins.smart_turn.detector import combine  # noqa: E402
-from plugins.whisper.stream import PAUSE_DECODE_S, PAUSE_PAD_S  # noqa: E402
+from plugins.whisper.stream import FINAL_PAUSE_S, PAUSE_DECODE_S, PAUSE_PAD_S  # noqa: E402
 
 RATE = 16000
 # (first part, rest): the pause goes between them, where the sentence cannot end
@@ -182,9 +182,10 @@ async def score(items: list[Item], cache: Path) -> list[dict[str, object]]:
                 "p_text": verdict.p_complete,
                 "cue": verdict.cue,
                 "audio_s": audio_s,
-                # the text is ready this long after speech ended (the pause decode starts
-                # PAUSE_DECODE_S into the pause)
-                "text_ready_s": PAUSE_DECODE_S + decode_s + text_s,
+                # the text is ready this long after speech ended: the pause decode starts
+                # PAUSE_DECODE_S into the pause, its final goes out at FINAL_PAUSE_S at the
+                # earliest, then the text scorer judges it
+                "text_ready_s": max(FINAL_PAUSE_S, PAUSE_DECODE_S + decode_s) + text_s,
             }
         )
     return rows
