@@ -189,7 +189,7 @@ class WhisperRecognizeStream(stt.RecognizeStream):
                 # happened to end with the speech counts as much as a pause decode)
                 self._pause_final = text
                 final_at_pause()
-            if self._pause_final is None:
+            elif self._pause_final is None:
                 self._emit_interim(text)
 
         def start(at_pause: bool) -> None:
