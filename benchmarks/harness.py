@@ -100,7 +100,10 @@ class Caller:
     probe: TurnProbe
     attached: ParticipantSession
     results: list[TurnResult] = field(default_factory=list)
-    barge_in_ms: list[float] = field(default_factory=list)
+    barge_in_ms: list[float] = field(default_factory=list)  # from the user's speech onset
+    # from the VAD's trigger (the session's "user speaking" event): what the worker adds
+    barge_in_vad_ms: list[float] = field(default_factory=list)
+    vad_speaking_at: list[float] = field(default_factory=list)
 
     @classmethod
     async def join(cls, manager: VoiceManager, identity: str) -> Caller:
@@ -108,7 +111,14 @@ class Caller:
         speaker = RecordingAudioOutput(keep_audio=False)
         attached = await manager.attach(identity, SessionIO(mic, speaker))
         probe.watch(attached.session)
-        return cls(identity, mic, speaker, probe, attached)
+        caller = cls(identity, mic, speaker, probe, attached)
+
+        def on_user_state(ev: Any) -> None:
+            if ev.new_state == "speaking":
+                caller.vad_speaking_at.append(getattr(ev, "created_at", None) or time.time())
+
+        attached.session.on("user_state_changed", on_user_state)
+        return caller
 
     async def turn(self, speech: np.ndarray, *, within: float = 90.0) -> TurnResult:
         """Say ``speech``, wait for the whole reply, and read this turn's latencies."""
@@ -167,8 +177,12 @@ class Caller:
         seg = self.speaker.segments[segments]
         if seg.stopped_at is None or seg.interrupted_at is None:
             return None
-        ms = (seg.stopped_at - self.mic.speech_started_at[-1]) * 1000
+        onset = self.mic.speech_started_at[-1]
+        ms = (seg.stopped_at - onset) * 1000
         self.barge_in_ms.append(ms)
+        triggers = [t for t in self.vad_speaking_at if onset - 0.05 <= t <= seg.stopped_at + 0.5]
+        if triggers:
+            self.barge_in_vad_ms.append((seg.stopped_at - triggers[0]) * 1000)
         return ms
 
 

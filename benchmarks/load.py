@@ -24,7 +24,8 @@ room-less ``shared`` run of the same layout, and prints room/room-less ratios.
 
 Reports p50/p95/p99 of voice-to-voice latency (end of user speech to first agent audio),
 STT final latency, end-of-turn delay, LLM time to first token, TTS time to first audio,
-barge-in latency (user speech start to agent audio stop) and agent frame jitter; CPU
+barge-in latency (from the user's speech onset and from the VAD's trigger to the agent's
+audio stopping) and agent frame jitter; CPU
 seconds and RSS per session; errors. A table and one JSON line with ours/baseline ratios.
 """
 
@@ -60,6 +61,7 @@ METRICS = [
     "llm_ttft_ms",
     "tts_ttfb_ms",
     "barge_in_ms",
+    "barge_in_vad_ms",
     "jitter_ms",
 ]
 
@@ -176,6 +178,7 @@ async def run_pipeline(
                 if v is not None:
                     values[m].append(v)
         values["barge_in_ms"].extend(c.barge_in_ms)
+        values["barge_in_vad_ms"].extend(c.barge_in_vad_ms)
         errors += 1 - len(c.barge_in_ms)  # a barge-in that did not stop the agent
     return {
         "pipeline": pipeline,
