@@ -237,7 +237,7 @@ class Engines:
                 compute_type=s.stt_compute_type,  # type: ignore[arg-type]
                 beam_size=s.stt_beam_size,
                 language=s.stt_language or None,
-                min_window_s=s.stt_min_window_s,
+                min_window_s=s.stt_min_window_s or None,
                 download_root=s.cache_path / "models" / "whisper",
             )
         return self._stt

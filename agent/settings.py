@@ -218,10 +218,11 @@ class Settings:
         1, "STT_BEAM_SIZE", "Beam size (1 = greedy, fastest).", group="Speech-to-text"
     )
     stt_min_window_s: float = setting(
-        10.0,
+        0.0,
         "STT_MIN_WINDOW_S",
-        "Shortest audio window whisper's encoder sees, 1-30 s: an utterance is padded to "
-        "this or its length + 1 s, not always 30 s (2.7x faster on CPU for short turns).",
+        "Shortest audio window whisper's encoder sees, 1-30 s (0: 10 on CPU, 30 on CUDA): "
+        "an utterance is padded to this or its length + 1 s, not always 30 s. 10 decodes "
+        "2.7x faster on CPU for +0.03 WER on test speech (docs/benchmarks.md).",
         group="Speech-to-text",
     )
     tts_voice: str = setting(
@@ -554,8 +555,8 @@ class Settings:
             raise SettingsError("CACHE_MAX_BYTES must not be negative")
         if not 0 <= self.turn_text_weight <= 1:
             raise SettingsError("TURN_TEXT_WEIGHT must be between 0 and 1")
-        if not 1 <= self.stt_min_window_s <= 30:
-            raise SettingsError("STT_MIN_WINDOW_S must be between 1 and 30")
+        if self.stt_min_window_s and not 1 <= self.stt_min_window_s <= 30:
+            raise SettingsError("STT_MIN_WINDOW_S must be 0 (automatic) or between 1 and 30")
         from auth.limits import TenantPolicy, parse_participant_config
         from auth.tokens import MIN_HS256_SECRET_BYTES
 

@@ -37,11 +37,10 @@ def cache_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def whisper_stt() -> Iterator[object]:
-    from agent.settings import Settings
     from plugins.whisper import WhisperSTT
 
-    # the worker's own encoder window (STT_MIN_WINDOW_S), so tests time decodes as it does
-    stt = WhisperSTT(device="cpu", min_window_s=Settings().stt_min_window_s)
+    # the worker's defaults (the 10 s encoder window on CPU), so tests time decodes as it does
+    stt = WhisperSTT(device="cpu")
     yield stt
 
 

@@ -105,7 +105,7 @@ class WhisperSTT(stt.STT):
         download_root: Path | None = None,
         cpu_threads: int = 0,
         num_workers: int = 1,
-        min_window_s: float = 30.0,
+        min_window_s: float | None = None,
         model_instance: WhisperModel | None = None,
         decoder: SpeechDecoder | None = None,
     ) -> None:
@@ -118,13 +118,14 @@ class WhisperSTT(stt.STT):
         )
         if beam_size < 1:
             raise ValueError("beam_size must be >= 1")
-        if not 1.0 <= min_window_s <= 30.0:
+        if min_window_s is not None and not 1.0 <= min_window_s <= 30.0:
             raise ValueError("min_window_s must be within [1, 30]")
-        self._min_window_s = min_window_s
         self._decoder = decoder
         self._resolved: ResolvedModel = (
             decoder.resolved if decoder else resolve_model(model, device, compute_type)
         )
+        # a GPU encodes whisper's full window in a few ms; a CPU pays for every second of it
+        self._min_window_s = min_window_s or (30.0 if self._resolved.device == "cuda" else 10.0)
         self._opts = _STTOptions(
             beam_size=beam_size,
             language=language,
