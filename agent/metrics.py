@@ -64,6 +64,11 @@ BARGE_IN = Histogram(
 
 SESSIONS_STARTED = Counter("voice_sessions_started", "Voice sessions attached")
 SESSIONS_ENDED = Counter("voice_sessions_ended", "Voice sessions ended", ["reason"])
+NOISE_FILTER_SWITCHES = Counter(
+    "voice_noise_filter_switches",
+    "NOISE_FILTER=auto turning DeepFilterNet on or off for a session",
+    ["to"],
+)
 SESSIONS_REJECTED = Counter(
     "voice_sessions_rejected", "Dispatches refused at admission", ["reason"]
 )
@@ -233,3 +238,12 @@ def optional_gpu_collector() -> list[Collector]:
         return [GpuMemoryCollector()]
     except Exception:  # no NVML library or no GPU: no GPU metric
         return []
+
+
+def _count_noise_filter_switches() -> None:
+    import plugins.noise
+
+    plugins.noise.SWITCH_COUNTER = NOISE_FILTER_SWITCHES
+
+
+_count_noise_filter_switches()

@@ -4,7 +4,7 @@ Shape (every key optional)::
 
     {
       "audio": true | false,          # false: text/data relay, no audio engines at all
-      "noise_filter": "off" | "rnnoise" | "deepfilternet",
+      "noise_filter": "off" | "auto" | "rnnoise" | "deepfilternet",
       "llm":  {"instructions": "..."},
       "tts":  {"speed": 1.1},
       "turn": {"threshold": 0.5, "decision_pause": 0.3, "silence_timeout": 2.0,
@@ -27,7 +27,7 @@ from plugins.smart_turn import HybridTurnOptions
 from . import json_input
 
 MAX_CONFIG_BYTES = 16 * 1024
-NOISE_FILTERS = ("off", "rnnoise", "deepfilternet")
+NOISE_FILTERS = ("off", "auto", "rnnoise", "deepfilternet")
 _TURN_RANGES = {
     "threshold": (0.0, 1.0),
     "decision_pause": (0.05, 5.0),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-NoiseFilterName = Literal["off", "rnnoise", "deepfilternet"]
+NoiseFilterName = Literal["off", "auto", "rnnoise", "deepfilternet"]
 DeviceName = Literal["auto", "cuda", "cpu"]
 LogFormat = Literal["json", "console"]
 InferenceMode = Literal["shared", "process"]
@@ -293,10 +293,11 @@ class Settings:
     )
     # --- turn taking ---------------------------------------------------------------------
     noise_filter: NoiseFilterName = setting(
-        "off",
+        "auto",
         "NOISE_FILTER",
-        "off, rnnoise or deepfilternet. Off by default: on clean speech both filters cost "
-        "transcription accuracy (docs/benchmarks.md); turn one on for noisy rooms.",
+        "auto, off, rnnoise or deepfilternet. auto runs DeepFilterNet only while a session's "
+        "audio is noisy (estimated SNR below 22 dB): on clean speech a filter costs accuracy "
+        "and delay, on noisy speech it halves the word errors (docs/benchmarks.md).",
         group="Turn taking",
     )
     turn_threshold: float = setting(

@@ -12,13 +12,13 @@ from typing import Any
 from livekit import rtc
 from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, tts
 
-from plugins.noise import Framed48kDenoiser
-
 
 class SwitchableNoiseFilter(rtc.FrameProcessor[rtc.AudioFrame]):
     """A noise-filter slot: ``off`` passes frames through, otherwise the current filter."""
 
-    def __init__(self, make: Callable[[str], Framed48kDenoiser | None], name: str) -> None:
+    def __init__(
+        self, make: Callable[[str], rtc.FrameProcessor[rtc.AudioFrame] | None], name: str
+    ) -> None:
         self._make = make
         self.name = name
         self._inner = make(name)

@@ -2,30 +2,50 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
+from livekit import rtc
 from livekit.agents import Plugin
 
+from .auto import AutoNoiseFilter
 from .base import Framed48kDenoiser
 from .deepfilternet import DeepFilterNetFilter
 from .log import logger
 from .rnnoise import RNNoiseFilter
 
-NoiseFilterName = Literal["off", "rnnoise", "deepfilternet"]
+NoiseFilterName = Literal["off", "auto", "rnnoise", "deepfilternet"]
 
-__all__ = ["DeepFilterNetFilter", "Framed48kDenoiser", "NoiseFilterName", "RNNoiseFilter", "create"]
+__all__ = [
+    "AutoNoiseFilter",
+    "DeepFilterNetFilter",
+    "Framed48kDenoiser",
+    "NoiseFilterName",
+    "RNNoiseFilter",
+    "create",
+]
 __version__ = "0.1.0"
 
 
-def create(name: NoiseFilterName) -> Framed48kDenoiser | None:
+def create(name: NoiseFilterName) -> rtc.FrameProcessor[rtc.AudioFrame] | None:
     """Build a filter by name; ``"off"`` returns ``None``. Load failures raise."""
     if name == "off":
         return None
+    if name == "auto":
+        return AutoNoiseFilter(DeepFilterNetFilter, on_switch=_count_switch)
     if name == "rnnoise":
         return RNNoiseFilter()
     if name == "deepfilternet":
         return DeepFilterNetFilter()
-    raise ValueError(f"unknown noise filter {name!r}: choose off, rnnoise or deepfilternet")
+    raise ValueError(f"unknown noise filter {name!r}: choose off, auto, rnnoise or deepfilternet")
+
+
+# set by the worker (agent/metrics.py) to count switches; plugins import no metrics
+SWITCH_COUNTER: Any = None
+
+
+def _count_switch(on: bool, floor: float, snr: float) -> None:
+    if SWITCH_COUNTER is not None:
+        SWITCH_COUNTER.labels("on" if on else "off").inc()
 
 
 class NoisePlugin(Plugin):

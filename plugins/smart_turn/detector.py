@@ -52,7 +52,9 @@ class HybridTurnOptions:
         prediction_timeout: how long the session waits for a verdict before going on.
         text_weight: share of the transcript's verdict in P(complete) when the session's
             pause text is available (0: audio alone, the Smart Turn model's verdict).
-        text_wait: longest wait for the pause's transcript before judging on audio alone.
+        text_wait: longest wait for the pause's transcript before judging on audio alone
+            (the whole verdict must come within ``prediction_timeout``, or the session
+            decides without one).
     """
 
     threshold: float = 0.5
@@ -60,9 +62,9 @@ class HybridTurnOptions:
     min_delay: float = 0.0
     silence_timeout: float = 2.0
     min_speech: float = 0.25
-    prediction_timeout: float = 1.0
+    prediction_timeout: float = 1.5
     text_weight: float = 0.5
-    text_wait: float = 0.5
+    text_wait: float = 0.8
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
@@ -81,6 +83,8 @@ class HybridTurnOptions:
                 raise ValueError(f"{name} must be >= 0")
         if self.silence_timeout < self.min_delay:
             raise ValueError("silence_timeout must be >= min_delay")
+        if self.text_wait >= self.prediction_timeout:
+            raise ValueError("text_wait must be shorter than prediction_timeout")
 
     def vad_options(self) -> dict[str, float]:
         """Keyword arguments for ``silero.VAD.load`` that implement the pause and minimum."""
