@@ -293,11 +293,11 @@ class Settings:
     )
     # --- turn taking ---------------------------------------------------------------------
     noise_filter: NoiseFilterName = setting(
-        "auto",
+        "off",
         "NOISE_FILTER",
-        "auto, off, rnnoise or deepfilternet. auto runs DeepFilterNet only while a session's "
-        "audio is noisy (estimated SNR below 22 dB): on clean speech a filter costs accuracy "
-        "and delay, on noisy speech it halves the word errors (docs/benchmarks.md).",
+        "off, auto, rnnoise or deepfilternet. auto runs DeepFilterNet only while a session's "
+        "audio is noisy (estimated SNR below 22 dB). Off by default: on this project's test "
+        "speech every filter cost whisper accuracy, noisy or clean (docs/benchmarks.md).",
         group="Turn taking",
     )
     turn_threshold: float = setting(

@@ -3,9 +3,10 @@
     python benchmarks/noise.py [--snr 10]
 
 Clips are espeak-ng sentences with 1.5 s of room audio before the speech and 0.5 s after
-(a caller's microphone is open before they talk), mixed with pink noise at ``--snr`` dB
-(against the speech's RMS) or left clean. Each clip runs through a fresh filter in 10 ms
-frames at 16 kHz, as a session's input does, and is transcribed by the worker's whisper.
+(a caller's microphone is open before they talk), mixed with noise at ``--snr`` dB
+(against the speech's RMS; pink, low-passed or white) or left clean. Each clip runs through
+a fresh filter in 10 ms frames at ``--rate`` (48 kHz, what a LiveKit track delivers), as a
+session's input does, and is transcribed by the worker's whisper.
 Prints mean WER per filter for noisy and clean clips, the ratios the acceptance reads
 (auto / DeepFilterNet on noisy, auto − off on clean) and one JSON line.
 """
@@ -47,36 +48,67 @@ def pink_noise(n: int, seed: int) -> np.ndarray:
     return noise / np.sqrt(np.mean(noise**2))
 
 
-def clip(text: str, snr_db: float | None, seed: int) -> np.ndarray:
+def babble_like(n: int, seed: int) -> np.ndarray:
+    """White noise through a one-pole low-pass (the test suite's noise): a rumbling room."""
+    rng = np.random.default_rng(seed)
+    white = rng.standard_normal(n)
+    noise = np.empty(n)
+    acc = 0.0
+    for i in range(n):
+        acc = 0.97 * acc + white[i]
+        noise[i] = acc
+    return noise / np.sqrt(np.mean(noise**2))
+
+
+def white_noise(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(n)
+
+
+NOISES = {"pink": pink_noise, "lowpass": babble_like, "white": white_noise}
+
+
+def clip(text: str, snr_db: float | None, seed: int, noise: str = "pink") -> np.ndarray:
     speech = espeak_16k(text).astype(np.float64)
     rms = np.sqrt(np.mean(speech**2))
     audio = np.concatenate([np.zeros(int(1.5 * RATE)), speech, np.zeros(int(0.5 * RATE))])
     if snr_db is not None:
-        audio += pink_noise(audio.size, seed) * rms / 10 ** (snr_db / 20)
+        audio += NOISES[noise](audio.size, seed) * rms / 10 ** (snr_db / 20)
     return np.clip(audio, -32768, 32767).astype(np.int16)
 
 
-def run_filter(name: str, pcm: np.ndarray) -> np.ndarray:
+def run_filter(name: str, pcm: np.ndarray, rate: int) -> np.ndarray:
+    """``pcm`` (16 kHz) through a fresh filter in 10 ms frames at ``rate``; 16 kHz back."""
     from livekit import rtc
 
+    from plugins._common.audio import resample
     from plugins.noise import create
 
     f = create(name)  # type: ignore[arg-type]
     if f is None:
         return pcm
-    per = RATE // 100
+    audio = resample(pcm.astype(np.float32) / 32768, RATE, rate) if rate != RATE else None
+    x = pcm if audio is None else (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+    per = rate // 100
     out = []
-    for i in range(0, pcm.size - per + 1, per):
-        chunk = pcm[i : i + per]
-        frame = f.process(rtc.AudioFrame(chunk.tobytes(), RATE, 1, per))
+    for i in range(0, x.size - per + 1, per):
+        frame = f.process(rtc.AudioFrame(x[i : i + per].tobytes(), rate, 1, per))
         out.append(np.frombuffer(frame.data, dtype=np.int16))
     f.close()  # type: ignore[attr-defined]
-    return np.concatenate(out)
+    y = np.concatenate(out)
+    if rate == RATE:
+        return y
+    return (np.clip(resample(y.astype(np.float32) / 32768, rate, RATE), -1, 1) * 32767).astype(
+        np.int16
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--snr", type=float, default=10.0)
+    ap.add_argument("--noise", choices=sorted(NOISES), default="pink")
+    ap.add_argument(
+        "--rate", type=int, default=48000, help="filter rate (a LiveKit track is 48 kHz)"
+    )
     args = ap.parse_args()
     import logging
 
@@ -93,11 +125,14 @@ def main() -> None:
             errors = []
             for i, text in enumerate(SENTENCES):
                 heard = stt.transcribe_array(
-                    run_filter(name, clip(text, snr, seed=i)).astype(np.float32) / 32768
+                    run_filter(name, clip(text, snr, seed=i, noise=args.noise), args.rate).astype(
+                        np.float32
+                    )
+                    / 32768
                 )
                 errors.append(wer(text, heard))
             table[condition][name] = round(statistics.mean(errors), 3)
-    print(f"{len(SENTENCES)} sentences per cell; noisy: pink noise at {args.snr} dB SNR")
+    print(f"{len(SENTENCES)} sentences per cell; noisy: {args.noise} noise at {args.snr} dB SNR")
     print(f"{'clips':8}" + "".join(f"{n:>15}" for n in filters))
     for condition, row in table.items():
         print(f"{condition:8}" + "".join(f"{row[n]:>15}" for n in filters))
