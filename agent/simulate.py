@@ -68,14 +68,18 @@ async def simulate(
     config: SessionConfig | None = None,
     engines: Engines | None = None,
     text: str | None = None,
+    speech: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Run one voice turn through a room-less VoiceManager and report what happened."""
+    """Run one voice turn through a room-less VoiceManager and report what happened.
+
+    ``speech``: ``input_wav`` already decoded (16 kHz mono int16), when the caller has it."""
     if settings.llm_seed < 0:
         # a fixed seed makes the demo reproducible: the same question, the same reply
         settings = dataclasses.replace(settings, llm_seed=SIMULATE_SEED)
     if config is not None and config.audio is False:
         return await simulate_text(settings, text or SAMPLE_QUESTION_TEXT, config, engines)
-    speech = read_audio_16k(input_wav)  # before any model loads: a bad file fails fast
+    if speech is None:  # before any model loads: a bad file fails fast
+        speech = read_audio_16k(input_wav)
     engines = engines or Engines.load(settings)
     manager = VoiceManager(engines, instructions=settings.instructions)
     mic = PacedAudioInput()
