@@ -140,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--output", type=Path, default=Path("reply.wav"))
     sim.add_argument("--config", default=None, help="a session config message (JSON)")
     sim.add_argument("--text", default=None, help='typed input when the config says "audio": false')
+    sim.add_argument(
+        "--text-file",
+        type=Path,
+        default=None,
+        help="a text session (audio: false) with one user turn per non-empty line",
+    )
     sub.add_parser("serve", help="the HTTP API alone (no LiveKit connection)")
     inf = sub.add_parser(
         "inference", help="the shared inference process alone (models for every job process)"
@@ -212,8 +218,8 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
 
     from .audio_file import AudioFileError, read_audio_16k
     from .engines import turn_options
-    from .session_config import ConfigError, parse_config
-    from .simulate import SAMPLE_QUESTION, simulate
+    from .session_config import ConfigError, SessionConfig, parse_config
+    from .simulate import SAMPLE_QUESTION, TextFileError, read_text_turns, simulate
 
     config = None
     if args.config is not None:
@@ -223,12 +229,22 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
             print(json.dumps({"error": e.as_dict()}))
             return 2
     source = args.input or SAMPLE_QUESTION
+    text: str | list[str] | None = args.text
     try:
+        if args.text_file is not None:
+            if config is not None and config.audio is not False:
+                print(
+                    'simulate: --text-file runs a text session: leave "audio" false',
+                    file=sys.stderr,
+                )
+                return 2
+            text = read_text_turns(args.text_file)
+            config = config or SessionConfig(audio=False)
         # decoded once, before anything loads: a bad file costs no model load
         speech = read_audio_16k(source) if config is None or config.audio is not False else None
 
         def run() -> dict[str, Any]:
-            turn = simulate(settings, source, args.output, config, text=args.text, speech=speech)
+            turn = simulate(settings, source, args.output, config, text=text, speech=speech)
             return asyncio.run(turn)
 
         try:
@@ -241,7 +257,7 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
             print(f"preparing model assets in {settings.cache_path} (first run)", file=sys.stderr)
             download_all(settings.cache_path)
             result = run()
-    except (AudioFileError, PluginError) as e:
+    except (AudioFileError, PluginError, TextFileError) as e:
         print(f"simulate: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # the output file, a cache directory

@@ -40,6 +40,7 @@ from plugins.smart_turn.detector import TurnPredictor
 from plugins.smart_turn.text import TextTurnScorer
 from plugins.whisper import WhisperSTT
 
+from .conversation.budget import ContextBudget, estimate_tokens
 from .log import logger
 from .metrics import FALLBACKS, INFERENCE_QUEUE_DELAY, INFERENCE_QUEUED
 from .resilience import CircuitBreaker, ResilientLLM
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
 # livekit-agents' default (0.5 s) makes barge-in wait half a second of speech; a third of a
 # second still ignores coughs and clicks, which the VAD's own minimum already drops.
 BARGE_IN_MIN_SPEECH_S = 0.3
+# the window assumed for an LLM_BASE_URL endpoint when LLM_CONTEXT_TOKENS does not say
+ENDPOINT_CONTEXT_TOKENS = 8192
 
 
 def turn_options(settings: Settings) -> HybridTurnOptions:
@@ -88,6 +91,7 @@ def build_llm(
             temperature=settings.llm_temperature,
             max_tokens=settings.llm_max_tokens,
             seed=None if settings.llm_seed < 0 else settings.llm_seed,
+            context_tokens=hello.get("llm_context_tokens"),
         )
     return LlamaLLM(
         cache_dir=settings.cache_path,
@@ -338,6 +342,20 @@ class Engines:
                 apology=s.llm_apology,
             )
         return self._llm
+
+    def context_budget(self) -> ContextBudget:
+        """What one session may send the LLM: the model's window (``LLM_CONTEXT_TOKENS``, or
+        the embedded model's own), minus the reply; counted by the model's tokenizer when it
+        is in this process."""
+        s = self.settings
+        model = self.llm.inner if isinstance(self.llm, ResilientLLM) else self.llm
+        window = s.llm_context_tokens or getattr(model, "context_tokens", None)
+        count = getattr(model, "count_tokens", None)
+        return ContextBudget(
+            context_tokens=window or ENDPOINT_CONTEXT_TOKENS,
+            reply_tokens=s.llm_max_tokens,
+            count=count if callable(count) else estimate_tokens,
+        )
 
     @property
     def turn_model(self) -> SmartTurnModel:

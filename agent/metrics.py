@@ -92,6 +92,10 @@ AUDIO_FRAMES_DROPPED = Counter(
 BACKCHANNELS_IGNORED = Counter(
     "voice_backchannels_ignored", "User backchannels that did not take the turn from the agent"
 )
+CONTEXT_TURNS_DROPPED = Counter(
+    "voice_context_turns_dropped",
+    "Chat items left out of LLM requests to fit the model's context (folded into a summary)",
+)
 ACTIVE_SESSIONS = Gauge(
     "voice_active_sessions", "Voice sessions attached now", multiprocess_mode="livesum"
 )

@@ -21,6 +21,7 @@ from typing import Any
 from livekit.agents import (
     DEFAULT_API_CONNECT_OPTIONS,
     APIConnectOptions,
+    APIStatusError,
     NotGivenOr,
     llm,
     utils,
@@ -31,6 +32,21 @@ from .log import logger
 from .metrics import FALLBACKS
 
 APOLOGY = "Sorry, I'm having trouble answering right now. Please try again in a moment."
+
+
+# 4xx answers that still say something about the endpoint: a timeout, a conflict, a rate limit
+_ENDPOINT_4XX = {408, 409, 429}
+
+
+def is_request_fault(error: BaseException) -> bool:
+    """Whether ``error`` says this request was bad (too long for the model's context, an
+    invalid field: HTTP 4xx), as opposed to the endpoint failing (timeouts, connection
+    errors, 5xx). Only endpoint failures count towards the circuit breaker: one session's
+    oversized prompt must not cut every other session off the LLM."""
+    if isinstance(error, APIStatusError):
+        return 400 <= error.status_code < 500 and error.status_code not in _ENDPOINT_4XX
+    kind = getattr(error, "kind", None)  # the inference process's error frame
+    return kind == "bad_request"
 
 
 class CircuitBreaker:
@@ -72,6 +88,11 @@ class CircuitBreaker:
         if self._opened_at is not None:
             logger.info("LLM endpoint recovered; circuit closed")
         self._consecutive, self._opened_at, self._trial_running = 0, None, False
+
+    def release_trial(self) -> None:
+        """A call that proved nothing either way (the request was bad): a half-open breaker
+        lets the next call be the trial."""
+        self._trial_running = False
 
     def record_failure(self) -> None:
         self._consecutive += 1
@@ -191,6 +212,10 @@ class ResilientLLMStream(llm.LLMStream):
             self._fallback("timeout", e)
             return
         except Exception as e:
+            if is_request_fault(e):
+                breaker.release_trial()  # says nothing about the endpoint's health
+                self._fallback("bad_request", e)
+                return
             breaker.record_failure()
             # mid-reply too: what was said stays said, and the user hears why it stopped
             self._fallback("cut_short" if started else "error", e)

@@ -259,6 +259,14 @@ class Settings:
     llm_max_tokens: int = setting(
         60, "LLM_MAX_TOKENS", "Longest reply of the embedded model, in tokens.", group="LLM"
     )
+    llm_context_tokens: int = setting(
+        0,
+        "LLM_CONTEXT_TOKENS",
+        "The LLM's context window in tokens; what a session sends is cut to fit it with room "
+        "for the reply (older turns folded into a summary). 0: the embedded model's own "
+        "window, 8192 for an LLM_BASE_URL endpoint.",
+        group="LLM",
+    )
     llm_seed: int = setting(
         -1,
         "LLM_SEED",
@@ -558,6 +566,10 @@ class Settings:
             raise SettingsError("TURN_TEXT_WEIGHT must be between 0 and 1")
         if self.stt_min_window_s and not 1 <= self.stt_min_window_s <= 30:
             raise SettingsError("STT_MIN_WINDOW_S must be 0 (automatic) or between 1 and 30")
+        if self.llm_context_tokens and self.llm_context_tokens < self.llm_max_tokens + 256:
+            raise SettingsError(
+                "LLM_CONTEXT_TOKENS must be 0 (the model's own) or at least LLM_MAX_TOKENS + 256"
+            )
         from auth.limits import TenantPolicy, parse_participant_config
         from auth.tokens import MIN_HS256_SECRET_BYTES
 

@@ -46,11 +46,34 @@ def voice_to_voice_ms(segment: PlayoutSegment, speech_ended_at: float) -> float:
 def read_wav_16k(path: Path) -> np.ndarray:
     with wave.open(str(path), "rb") as w:
         if w.getsampwidth() != 2:
-            raise ValueError(f"{path}: only 16-bit PCM WAV is supported")
+            raise TextFileError(f"{path}: only 16-bit PCM WAV is supported")
         rate, channels = w.getframerate(), w.getnchannels()
         pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
     mono = to_mono(pcm.reshape(-1, channels).astype(np.float32) / 32768.0)
     return (resample(mono, rate, 16000) * 32767).astype(np.int16)
+
+
+MAX_TEXT_FILE_BYTES = 1 << 20
+MAX_TEXT_TURNS = 2000
+MAX_TURN_CHARS = 2000
+
+
+class TextFileError(ValueError):
+    """``--text-file`` cannot be used as given."""
+
+
+def read_text_turns(path: Path) -> list[str]:
+    """The user turns of ``--text-file``: its non-empty lines, bounded in size and count."""
+    if path.stat().st_size > MAX_TEXT_FILE_BYTES:
+        raise TextFileError(f"{path}: larger than {MAX_TEXT_FILE_BYTES} bytes")
+    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if not lines:
+        raise TextFileError(f"{path}: no non-empty line")
+    if len(lines) > MAX_TEXT_TURNS:
+        raise TextFileError(f"{path}: more than {MAX_TEXT_TURNS} turns")
+    if too_long := [i + 1 for i, ln in enumerate(lines) if len(ln) > MAX_TURN_CHARS]:
+        raise TextFileError(f"{path}: turn {too_long[0]} is over {MAX_TURN_CHARS} characters")
+    return lines
 
 
 def write_wav(path: Path, pcm: np.ndarray, rate: int) -> None:
@@ -67,7 +90,7 @@ async def simulate(
     output_wav: Path,
     config: SessionConfig | None = None,
     engines: Engines | None = None,
-    text: str | None = None,
+    text: str | list[str] | None = None,
     speech: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Run one voice turn through a room-less VoiceManager and report what happened.
@@ -117,24 +140,33 @@ async def simulate(
 
 
 async def simulate_text(
-    settings: Settings, text: str, config: SessionConfig, engines: Engines | None = None
+    settings: Settings,
+    text: str | list[str],
+    config: SessionConfig,
+    engines: Engines | None = None,
 ) -> dict[str, Any]:
-    """``audio: false``: one typed turn through the same VoiceManager, and proof that no
-    audio engine was created (``engines_loaded``)."""
+    """``audio: false``: typed turns (one, or a list: one session, one turn each) through
+    the same VoiceManager, and proof that no audio engine was created (``engines_loaded``)."""
+    texts = [text] if isinstance(text, str) else text
     engines = engines or Engines(settings)  # lazy: only what the session touches
     manager = VoiceManager(engines, instructions=settings.instructions)
     probe = TurnProbe()
     attached = await manager.attach(USER_IDENTITY, config=config)
     probe.watch(attached.session)
     started = time.perf_counter()
+    turns: list[dict[str, str]] = []
     try:
-        reply = await manager.reply_to_text(USER_IDENTITY, text)
+        for line in texts:
+            turns.append({"user": line, "reply": await manager.reply_to_text(USER_IDENTITY, line)})
     finally:
         await manager.aclose()
+    apology = settings.llm_apology
     return {
         "mode": "text",
-        "input_text": text,
-        "reply": reply,
+        "input_text": texts[-1],
+        "reply": turns[-1]["reply"] if turns else "",
+        **({"turns": turns} if len(texts) > 1 else {}),
+        "apologies": sum(1 for t in turns if t["reply"].strip() == apology),
         **{k: round(v, 1) for k, v in probe.first_latencies().items()},
         "reply_ms": round((time.perf_counter() - started) * 1000, 1),
         "engines_loaded": sorted(engines.loaded()),

@@ -6,6 +6,10 @@ then drops transcripts made only of backchannel words while a reply is in progre
 user turn is committed, and livekit-agents treats the pause as a false interruption and
 resumes the reply after ``false_interruption_timeout``. A real interruption ("wait, stop")
 has other words and goes through.
+
+Every LLM call goes through the session's context window (agent/conversation/budget.py):
+the request fits the model's context, and the turns it no longer holds are folded into a
+running summary in the background.
 """
 
 from __future__ import annotations
@@ -15,10 +19,14 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 
 from livekit import rtc
 from livekit.agents import Agent, llm, stt
+from livekit.agents.types import FlushSentinel
 from livekit.agents.voice import ModelSettings
 
+from .conversation.budget import ContextBudget, ContextWindow
+from .conversation.summary import Summarizer
 from .log import logger
-from .metrics import BACKCHANNELS_IGNORED
+from .metrics import BACKCHANNELS_IGNORED, CONTEXT_TURNS_DROPPED
+from .resilience import ResilientLLM
 
 _WORDS = re.compile(r"[a-z]+(?:-[a-z]+)?")
 
@@ -42,9 +50,45 @@ class VoiceAgent(Agent):
         instructions: str,
         chat_ctx: llm.ChatContext | None = None,
         backchannels: BackchannelRule | None = None,
+        budget: ContextBudget | None = None,
     ) -> None:
         super().__init__(instructions=instructions, chat_ctx=chat_ctx)
         self._backchannels = backchannels
+        self.context_window = ContextWindow(budget) if budget is not None else None
+        self.summarizer: Summarizer | None = None
+
+    async def llm_node(
+        self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: ModelSettings
+    ) -> AsyncIterator[llm.ChatChunk | str | FlushSentinel]:
+        dropped: list[llm.ChatItem] = []
+        if self.context_window is not None:
+            chat_ctx, dropped = self.context_window.fit(chat_ctx)
+            CONTEXT_TURNS_DROPPED.inc(len(dropped))
+        try:
+            async for chunk in Agent.default.llm_node(self, chat_ctx, tools, model_settings):
+                yield chunk
+        finally:
+            # after the reply: on the embedded model one generation runs at a time, and
+            # the summary must not stand between the caller and this answer
+            if dropped and self.context_window is not None:
+                self._summaries(self.context_window).fold(dropped)
+
+    def _summaries(self, window: ContextWindow) -> Summarizer:
+        if self.summarizer is None:
+            model = self.session.llm
+            assert isinstance(model, llm.LLM)
+            if isinstance(model, ResilientLLM):  # the summary never speaks the apology
+                breaker = model.breaker
+                self.summarizer = Summarizer(
+                    model.inner, window, may_call=lambda: breaker.state == "closed"
+                )
+            else:
+                self.summarizer = Summarizer(model, window)
+        return self.summarizer
+
+    async def on_exit(self) -> None:
+        if self.summarizer is not None:
+            await self.summarizer.aclose()
 
     def _agent_is_replying(self) -> bool:
         speech = self.session.current_speech

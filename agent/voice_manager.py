@@ -126,7 +126,10 @@ class VoiceManager(utils.EventEmitter[str]):
         backchannels = engines.backchannels()
         self._agent_factory = agent_factory or (
             lambda instructions, chat_ctx: VoiceAgent(
-                instructions=instructions, chat_ctx=chat_ctx, backchannels=backchannels
+                instructions=instructions,
+                chat_ctx=chat_ctx,
+                backchannels=backchannels,
+                budget=engines.context_budget(),
             )
         )
         self._sessions: dict[str, ParticipantSession] = {}

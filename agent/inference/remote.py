@@ -96,10 +96,14 @@ class RemoteLLM(llm.LLM):
         max_tokens: int = 160,
         top_p: float = 0.9,
         seed: int | None = None,
+        context_tokens: int | None = None,
     ) -> None:
         super().__init__()
         self._client = client
         self._model = model
+        # the model's window, from the inference process's hello (no tokenizer here: the
+        # session's context budget estimates)
+        self.context_tokens = context_tokens
         self._opts = _LLMOptions(
             temperature=temperature, max_tokens=max_tokens, top_p=top_p, seed=seed
         )

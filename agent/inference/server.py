@@ -29,12 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from livekit.agents import APIStatusError
 
 from plugins.llama import LlamaLLM
 
 from ..engines import Engines, build_llm
 from ..log import logger
 from ..metrics import INFERENCE_REFUSED
+from ..resilience import is_request_fault
 from ..settings import Settings
 from .protocol import (
     MAX_REQUEST_BODY_BYTES,
@@ -211,6 +213,7 @@ class InferenceServer:
                 "espeak_voice": piper._info.espeak_voice,
             },
             "llm": self.llm.model if self.llm else None,
+            "llm_context_tokens": self.llm.context_tokens if self.llm else None,
         }
 
     async def start(self, address: str) -> None:
@@ -305,6 +308,11 @@ class InferenceServer:
             await send({"id": rid, "end": True, **reply}, reply_body)
         except BadRequest as e:
             await self._send_error(send, rid, "bad_request", e)
+        except APIStatusError as e:
+            # a 4xx from an engine (a prompt longer than the model's context) is the
+            # request's fault too: the client must not count it against the engine
+            kind = "bad_request" if is_request_fault(e) else "engine"
+            await self._send_error(send, rid, kind, e)
         except Exception as e:  # an engine failure answers this request only
             logger.warning("inference request failed", extra={"op": op, "error": str(e)})
             await self._send_error(send, rid, "engine", e)

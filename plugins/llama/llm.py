@@ -21,6 +21,7 @@ from livekit.agents import (
     DEFAULT_API_CONNECT_OPTIONS,
     APIConnectionError,
     APIConnectOptions,
+    APIStatusError,
     llm,
     utils,
 )
@@ -131,6 +132,16 @@ class LlamaLLM(llm.LLM):
     def provider(self) -> str:
         return "llama.cpp"
 
+    @property
+    def context_tokens(self) -> int:
+        """The model's window, prompt and reply together (``n_ctx``)."""
+        return int(self._llama.n_ctx())
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` by this model's own tokenizer (reads only the vocabulary, so
+        it is safe beside a running generation)."""
+        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
     def update_options(
         self,
         *,
@@ -205,6 +216,12 @@ class LlamaLLM(llm.LLM):
         fut = in_executor(self._executor, generate)
         try:
             while (item := await queue.get()) is not _DONE:
+                if isinstance(item, ValueError) and "context window" in str(item):
+                    # the request is too long for this model: the caller's to shorten, not
+                    # a failing engine (a 400 from an HTTP endpoint says the same)
+                    raise APIStatusError(
+                        f"llama.cpp: {item}", status_code=400, retryable=False
+                    ) from item
                 if isinstance(item, Exception):
                     raise APIConnectionError(
                         f"llama.cpp generation failed: {item}", retryable=False

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 from livekit import rtc
@@ -28,6 +29,25 @@ QUIET_FLOOR_DBFS = -55.0  # a floor below this is a quiet room, whatever the SNR
 ON_SNR_DB = 22.0  # noisy below this estimated SNR ...
 OFF_SNR_DB = 28.0  # ... and clean again only above this one
 HOLD_S = 2.0  # a verdict must hold this long before the filter switches again
+PRIME_S = 1.0  # raw audio replayed into a freshly switched-on filter so it starts settled
+
+
+# one thread for every session's warm-ups: they are rare (a session's first noisy verdict)
+_WARMUP = ThreadPoolExecutor(max_workers=1, thread_name_prefix="noise-warmup")
+
+
+def _build_settled(
+    make_filter: Callable[[], Framed48kDenoiser], past: list[rtc.AudioFrame]
+) -> Framed48kDenoiser:
+    f = make_filter()
+    for frame in past:  # outputs discarded: only the filter's noise model matters here
+        f.process(frame)
+    return f
+
+
+def _close_built(done: Future[Framed48kDenoiser]) -> None:
+    if done.exception() is None:
+        done.result().close()
 
 
 class AutoNoiseFilter(rtc.FrameProcessor[rtc.AudioFrame]):
@@ -43,9 +63,13 @@ class AutoNoiseFilter(rtc.FrameProcessor[rtc.AudioFrame]):
         self._filter: Framed48kDenoiser | None = None  # built at each noisy verdict
         self._on_switch = on_switch
         self._levels: deque[float] = deque()
+        self._recent: deque[rtc.AudioFrame] = deque()  # raw frames, PRIME_S of them
+        self._recent_s = 0.0
         self._audio_s = 0.0  # the clock: audio seconds seen (a live track runs in real time)
         self._window_s = 0.0
         self.active = False
+        self._warming: Future[Framed48kDenoiser] | None = None
+        self._verdict = (0.0, 0.0)  # (floor, snr) that started the pending warm-up
         self._since = -HOLD_S  # the first verdict is not held back
         self.switches = 0
 
@@ -78,19 +102,44 @@ class AutoNoiseFilter(rtc.FrameProcessor[rtc.AudioFrame]):
         while self._window_s > WINDOW_S and len(self._levels) > 1:
             self._levels.popleft()
             self._window_s -= duration  # frames of one session share a size
+        self._recent.append(frame)
+        self._recent_s += duration
+        while self._recent_s > PRIME_S and len(self._recent) > 1:
+            self._recent.popleft()
+            self._recent_s -= duration
         est = self.estimate()
-        if est is None or self._audio_s - self._since < HOLD_S:
+        if est is None or self._warming is not None or self._audio_s - self._since < HOLD_S:
             return
         floor, snr = est
         noisy = floor >= QUIET_FLOOR_DBFS and snr < ON_SNR_DB
         clean = floor < QUIET_FLOOR_DBFS or snr > OFF_SNR_DB
-        if (noisy and not self.active) or (clean and self.active):
-            self._switch(not self.active, floor, snr)
+        if noisy and not self.active:
+            self._since = self._audio_s
+            self._verdict = (floor, snr)
+            self._warming = _WARMUP.submit(_build_settled, self._make_filter, list(self._recent))
+        elif clean and self.active:
+            self._switch(False, floor, snr)
+
+    def _switch_in_warmed(self) -> None:
+        """The warm-up finished: use its filter from this frame on (or log why not)."""
+        assert self._warming is not None
+        try:
+            self._filter = self._warming.result()
+        except Exception:  # a filter that cannot load leaves the audio as it is
+            logger.exception("noise filter warm-up failed; audio passes unfiltered")
+            return
+        finally:
+            self._warming = None
+        self._switch(True, *self._verdict)
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until a pending warm-up is done (tests and offline tools; never the frame
+        path); the next frame then switches the filter in."""
+        if self._warming is not None:
+            self._warming.exception(timeout)
 
     def _switch(self, on: bool, floor: float, snr: float) -> None:
-        if on:
-            self._filter = self._make_filter()
-        elif self._filter is not None:  # a fresh one next time: no stale state
+        if not on and self._filter is not None:  # a fresh one next time: no stale state
             self._filter.close()
             self._filter = None
         self.active = on
@@ -110,6 +159,8 @@ class AutoNoiseFilter(rtc.FrameProcessor[rtc.AudioFrame]):
 
     def _process(self, frame: rtc.AudioFrame) -> rtc.AudioFrame:
         self._observe(frame)
+        if self._warming is not None and self._warming.done():
+            self._switch_in_warmed()
         if self.active and self._filter is not None:
             return self._filter.process(frame)
         return frame
@@ -121,6 +172,9 @@ class AutoNoiseFilter(rtc.FrameProcessor[rtc.AudioFrame]):
         self.close()
 
     def close(self) -> None:
+        if self._warming is not None:  # close what the warm-up builds once it is built
+            self._warming.add_done_callback(_close_built)
+            self._warming = None
         if self._filter is not None:
             self._filter.close()
             self._filter = None

@@ -1,0 +1,1 @@
+"""What a session says and remembers: its context budget and running summary."""

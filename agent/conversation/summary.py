@@ -1,0 +1,103 @@
+"""Folding the turns a session's context window dropped into a running summary.
+
+The session's own LLM writes it, in a background task: the reply that triggered the cut is
+generated without waiting (it goes out with the previous summary, or none), and the next
+one carries the new summary. A failed or skipped summary loses detail, never a reply. While
+the LLM's circuit breaker is not closed no summary is attempted (the endpoint is already in
+trouble); the embedded model runs one generation at a time, so a summary may delay the next
+reply by its own length (``SUMMARY_MAX_TOKENS``-bounded, docs/conversation.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from livekit.agents import llm
+
+from ..log import logger
+from .budget import ContextWindow
+
+PROMPT = (
+    "Summarize the conversation below between a user and an assistant in at most three "
+    "short sentences. Keep names, numbers, dates and facts the user gave. Write only the "
+    "summary."
+)
+MAX_SUMMARY_CHARS = 800
+# the most recent part of what was dropped is summarized: a short prompt keeps the summary
+# a second or two of the embedded model's time (it shares one thread with the replies)
+MAX_INPUT_TOKENS = 384
+
+
+def transcript(items: list[llm.ChatItem]) -> str:
+    lines = []
+    for item in items:
+        if item.type == "message" and item.text_content:
+            who = "User" if item.role == "user" else "Assistant"
+            lines.append(f"{who}: {item.text_content}")
+    return "\n".join(lines)
+
+
+class Summarizer:
+    """Keeps ``window.summary`` up to date with what the window has dropped."""
+
+    def __init__(
+        self,
+        model: llm.LLM,
+        window: ContextWindow,
+        *,
+        may_call: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self._llm = model
+        self._window = window
+        self._may_call = may_call
+        self._pending: list[llm.ChatItem] = []
+        self._task: asyncio.Task[None] | None = None
+        self.written = 0  # summaries written (tests and logs)
+
+    def fold(self, dropped: list[llm.ChatItem]) -> None:
+        if not dropped:
+            return
+        self._pending.extend(dropped)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="conversation.summary")
+
+    async def _run(self) -> None:
+        while self._pending:
+            dropped, self._pending = self._pending, []
+            if not self._may_call():
+                logger.info("summary skipped: LLM unavailable", extra={"turns": len(dropped)})
+                continue
+            try:
+                text = await self._summarize(dropped)
+            except Exception as e:  # detail is lost, the conversation goes on
+                logger.warning("summary failed", extra={"error": f"{type(e).__name__}: {e}"})
+                continue
+            if text:
+                self._window.summary = text[:MAX_SUMMARY_CHARS]
+                self.written += 1
+                logger.debug("conversation summary updated", extra={"turns": len(dropped)})
+
+    async def _summarize(self, dropped: list[llm.ChatItem]) -> str:
+        budget = self._window.budget
+        room = budget.context_tokens - budget.reply_tokens - 3 * budget.per_message
+        room -= budget.count(PROMPT) + budget.count(self._window.summary)
+        room = min(room, MAX_INPUT_TOKENS)
+        text = transcript(dropped)
+        while text and budget.count(text) > room:
+            text = text[len(text) // 4 :]  # the most recent part of what was dropped
+        earlier = f"Earlier summary: {self._window.summary}\n\n" if self._window.summary else ""
+        ctx = llm.ChatContext()
+        ctx.add_message(role="system", content=PROMPT)
+        ctx.add_message(role="user", content=f"{earlier}Conversation:\n{text}")
+        parts: list[str] = []
+        async with self._llm.chat(chat_ctx=ctx) as stream:
+            async for chunk in stream:
+                if chunk.delta is not None and chunk.delta.content:
+                    parts.append(chunk.delta.content)
+        return "".join(parts).strip()
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
