@@ -15,6 +15,7 @@ from aiohttp import web
 from auth.tokens import TokenVerifier
 
 from .admission import build_limiter, dispatch_grants, token_config
+from .conversation.memory import memory_store
 from .engines import Engines
 from .http_api import ApiContext, Unavailable, build_app
 from .log import logger
@@ -70,6 +71,11 @@ def build_context(
         speaker=Speaker(engines, max_audio_s=settings.speak_max_audio_s),
         dispatcher=livekit_dispatcher(settings),
         grants=dispatch_grants(settings),
+        memory=memory_store(
+            settings.memory_redis_url or settings.rate_limit_redis_url,
+            settings.cache_path,
+            settings.memory_ttl_s,
+        ),
         readiness=readiness or (lambda: {"models": True, "livekit": "not used"}),
     )
 
@@ -86,6 +92,8 @@ async def run_http(settings: Settings, ctx: ApiContext, stop: asyncio.Event) -> 
     finally:
         await runner.cleanup()
         await ctx.limiter.backend.aclose()
+        if ctx.memory is not None:
+            await ctx.memory.aclose()
 
 
 class VoiceWarmup:

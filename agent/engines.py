@@ -41,6 +41,8 @@ from plugins.smart_turn.text import TextTurnScorer
 from plugins.whisper import WhisperSTT
 
 from .conversation.budget import ContextBudget, estimate_tokens
+from .conversation.memory import MemoryStore, memory_store
+from .conversation.recall import SessionMemory
 from .log import logger
 from .metrics import FALLBACKS, INFERENCE_QUEUE_DELAY, INFERENCE_QUEUED
 from .resilience import CircuitBreaker, ResilientLLM
@@ -195,6 +197,7 @@ class Engines:
         self._turn_batcher: TurnPredictor | None = None
         self._turn_text: TextTurnScorer | None = None
         self._shared_sentences: frozenset[str] | None = None
+        self._memory_store: MemoryStore | None = None
 
     @classmethod
     def load(cls, settings: Settings) -> Engines:
@@ -357,6 +360,26 @@ class Engines:
             count=count if callable(count) else estimate_tokens,
         )
 
+    def session_memory(self, tenant: str) -> SessionMemory:
+        """Conversation memory for ``tenant``'s sessions in this process (one store per
+        process: MEMORY_REDIS_URL, RATE_LIMIT_REDIS_URL, or SQLite under CACHE_PATH)."""
+        from .logs import Redactor
+
+        s = self.settings
+        if self._memory_store is None:
+            self._memory_store = memory_store(
+                s.memory_redis_url or s.rate_limit_redis_url, s.cache_path, s.memory_ttl_s
+            )
+        model = self.llm.inner if isinstance(self.llm, ResilientLLM) else self.llm
+        return SessionMemory(
+            self._memory_store,
+            tenant,
+            keep=s.memory_max_messages,
+            model=model,
+            budget=self.context_budget(),
+            mask=Redactor(s.secret_values()).mask,
+        )
+
     @property
     def turn_model(self) -> SmartTurnModel:
         if self._turn_model is None:
@@ -425,12 +448,17 @@ class Engines:
         return SwitchableNoiseFilter(create_noise_filter, name or self.settings.noise_filter)
 
     def session(
-        self, config: SessionConfig | None = None, *, namespace: str | None = None
+        self,
+        config: SessionConfig | None = None,
+        *,
+        namespace: str | None = None,
+        user_away_timeout: float | None = None,
     ) -> AgentSession[Any]:
         """A new voice session on the shared engines, with ``config``'s choices.
 
         The VAD is per session (a small ONNX model) so that its pause and minimum speech can
-        change live; the TTS is a slot a config message can swap."""
+        change live; the TTS is a slot a config message can swap. ``user_away_timeout``:
+        silence after which the caller counts as away (None: never; agent/conversation/idle.py)."""
         config = config or SessionConfig()
         turn = config.turn or turn_options(self.settings)
         self._created.add("vad")
@@ -459,6 +487,7 @@ class Engines:
             },
             aec_warmup_duration=self.settings.aec_warmup_s or None,
             session_close_transcript_timeout=0,
+            user_away_timeout=user_away_timeout,
         )
 
     def turn_detector(self, turn: HybridTurnOptions, pause_text: PauseText) -> SmartTurnDetector:
@@ -498,4 +527,5 @@ class Engines:
             tts=None,
             turn_handling={"turn_detection": "manual", "interruption": {"enabled": False}},
             session_close_transcript_timeout=0,
+            user_away_timeout=None,  # a text relay's backend decides when a chat is over
         )

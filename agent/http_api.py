@@ -32,6 +32,7 @@ from auth.rooms import ROOM_NAME, check_room
 from auth.tokens import Identity, TokenVerifier
 
 from . import __version__, json_input
+from .conversation.memory import MAX_IDENTITY_CHARS, MemoryStore, MemoryUnavailableError
 from .dispatch import DispatchMetadata, MetadataError
 from .metrics import render
 from .settings import Settings
@@ -84,6 +85,7 @@ class ApiContext:
     speaker: Speaker | None = None
     dispatcher: Callable[[str, str], Awaitable[str]] | None = None
     grants: DispatchGrants | None = None
+    memory: MemoryStore | None = None
     readiness: Callable[[], dict[str, Any]] = field(default=lambda: {})
     collectors: list[Any] = field(default_factory=list)
     sha: str = field(default_factory=git_sha)
@@ -161,6 +163,23 @@ ROUTES = [
             },
         },
         responses={"200": "audio/wav", "413": "application/json"},
+    ),
+    Route(
+        "GET",
+        "/v1/memory/{identity}",
+        "memory_get",
+        "What the agent remembers of a participant of the caller's tenant (recent messages "
+        "and a summary; null when nothing is kept).",
+        True,
+        responses={"200": "application/json"},
+    ),
+    Route(
+        "DELETE",
+        "/v1/memory/{identity}",
+        "memory_delete",
+        "Forget a participant of the caller's tenant.",
+        True,
+        responses={"200": "application/json"},
     ),
     Route(
         "POST",
@@ -311,6 +330,34 @@ class Api:
         await response.write_eof()
         return response
 
+    async def _memory_target(self, request: web.Request) -> tuple[str, str, MemoryStore]:
+        ident = await self._identity(request)
+        identity = request.match_info["identity"]
+        if not 0 < len(identity) <= MAX_IDENTITY_CHARS or not identity.isprintable():
+            raise BadRequest(f"identity must be 1-{MAX_IDENTITY_CHARS} printable characters")
+        if self.ctx.memory is None:
+            raise Unavailable("memory is not available in this process")
+        return ident.tenant, identity, self.ctx.memory
+
+    async def memory_get(self, request: web.Request) -> web.Response:
+        tenant, identity, memory = await self._memory_target(request)
+        try:
+            record = await memory.load(tenant, identity)  # the tenant's own key, always
+        except MemoryUnavailableError as e:
+            raise Unavailable(str(e)) from None
+        return web.json_response(
+            {"identity": identity, "remembered": record.as_dict() if record else None}
+        )
+
+    async def memory_delete(self, request: web.Request) -> web.Response:
+        tenant, identity, memory = await self._memory_target(request)
+        try:
+            deleted = await memory.delete(tenant, identity)
+        except MemoryUnavailableError as e:
+            raise Unavailable(str(e)) from None
+        logger.info("memory deleted", extra={"tenant": tenant, "deleted": deleted})
+        return web.json_response({"identity": identity, "deleted": deleted})
+
     async def dispatch(self, request: web.Request) -> web.Response:
         ident = await self._identity(request)
         body = await self._json(request, _route("dispatch"))
@@ -399,6 +446,11 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for r in ROUTES:
         op: dict[str, Any] = {"summary": r.summary, "operationId": r.handler_name}
+        if names := re.findall(r"{(\w+)}", r.path):
+            op["parameters"] = [
+                {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                for n in names
+            ]
         if r.auth:
             op["security"] = [{"bearer": []}]
         if r.request:

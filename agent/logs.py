@@ -87,7 +87,8 @@ class Redactor:
         self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
         self._keep_transcripts = keep_transcripts
 
-    def _clean(self, value: Any) -> Any:
+    def mask(self, value: Any) -> Any:
+        """``value`` with secrets, bearer tokens and JWTs masked (strings, dicts, lists)."""
         if isinstance(value, str):
             for secret in self._secrets:
                 if secret in value:
@@ -95,9 +96,9 @@ class Redactor:
             value = _BEARER.sub("Bearer ***", value)
             return _JWT.sub("***", value)
         if isinstance(value, dict):
-            return {k: self._clean(v) for k, v in value.items()}
+            return {k: self.mask(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [self._clean(v) for v in value]
+            return [self.mask(v) for v in value]
         return value
 
     def __call__(
@@ -109,7 +110,7 @@ class Redactor:
             elif not self._keep_transcripts and (key in TRANSCRIPT_KEYS or _is_pii(key)):
                 del event_dict[key]
             else:
-                event_dict[key] = self._clean(event_dict[key])
+                event_dict[key] = self.mask(event_dict[key])
         return event_dict
 
 

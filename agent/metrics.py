@@ -96,6 +96,14 @@ CONTEXT_TURNS_DROPPED = Counter(
     "voice_context_turns_dropped",
     "Chat items left out of LLM requests to fit the model's context (folded into a summary)",
 )
+MEMORY_OPERATIONS = Counter(
+    "voice_memory_operations",
+    "Conversation memory recalls (hit, miss, error) and keeps (ok, error)",
+    ["op", "outcome"],
+)
+IDLE_PROMPTS = Counter(
+    "voice_idle_prompts", "Prompts said to a caller who went quiet (USER_IDLE_S)"
+)
 ACTIVE_SESSIONS = Gauge(
     "voice_active_sessions", "Voice sessions attached now", multiprocess_mode="livesum"
 )

@@ -25,11 +25,15 @@ class ParticipantPolicy:
     config_keys: what participants' config messages may set (auth.limits keys).
     messages_per_minute: config/chat/relay messages per participant per minute.
     max_sessions: sessions one room may hold.
+    greeting: said when a voice session starts (the tenant's, else GREETING).
+    memory: whether conversations are remembered across sessions.
     """
 
     config_keys: frozenset[str] = frozenset({"audio", "noise_filter", "tts", "turn"})
     messages_per_minute: int = 60
     max_sessions: int = 8
+    greeting: str | None = None  # the tenant's (GREETING when it sets none)
+    memory: bool = False  # the tenant keeps conversations across sessions
 
     @classmethod
     def for_tenant(cls, settings: Settings, tenant: str) -> ParticipantPolicy:
@@ -41,14 +45,19 @@ class ParticipantPolicy:
             limits = TenantPolicy.parse(settings.tenant_limits).limits_for(tenant)
         except TenantNotAllowedError:  # admission refused such jobs; defaults are safe
             limits = None
+        greeting, memory = settings.greeting or None, settings.memory_enabled
         if limits is not None:
+            if limits.greeting is not None:
+                greeting = limits.greeting
+            if limits.memory is not None:
+                memory = limits.memory
             if limits.participant_config is not None:
                 keys = limits.participant_config
             if limits.participant_messages_per_minute is not None:
                 per_minute = limits.participant_messages_per_minute
             if limits.max_sessions_per_room is not None:
                 max_sessions = limits.max_sessions_per_room
-        return cls(frozenset(keys), per_minute, max_sessions)
+        return cls(frozenset(keys), per_minute, max_sessions, greeting, memory)
 
     def check_config(self, update: SessionConfig, room: SessionConfig) -> None:
         """Raise ``ConfigError("forbidden_field")`` for the first key of ``update`` that a
@@ -59,6 +68,7 @@ class ParticipantPolicy:
             "instructions": update.instructions is not None,
             "tts": update.tts_speed is not None,
             "turn": update.turn is not None,
+            "greeting": update.greeting is not None,
         }
         field_names = {"instructions": "llm.instructions"}
         for key, present in wanted.items():

@@ -5,6 +5,7 @@ Shape (every key optional)::
     {
       "audio": true | false,          # false: text/data relay, no audio engines at all
       "noise_filter": "off" | "auto" | "rnnoise" | "deepfilternet",
+      "greeting": "Hello! How can I help?",   # said when the voice session starts
       "llm":  {"instructions": "..."},
       "tts":  {"speed": 1.1},
       "turn": {"threshold": 0.5, "decision_pause": 0.3, "silence_timeout": 2.0,
@@ -27,6 +28,7 @@ from plugins.smart_turn import HybridTurnOptions
 from . import json_input
 
 MAX_CONFIG_BYTES = 16 * 1024
+MAX_GREETING_CHARS = 500
 NOISE_FILTERS = ("off", "auto", "rnnoise", "deepfilternet")
 _TURN_RANGES = {
     "threshold": (0.0, 1.0),
@@ -58,6 +60,7 @@ class SessionConfig:
     instructions: str | None = None
     tts_speed: float | None = None
     turn: HybridTurnOptions | None = None
+    greeting: str | None = None
 
     def merged(self, update: SessionConfig) -> SessionConfig:
         """This config with every field ``update`` sets replaced."""
@@ -67,13 +70,14 @@ class SessionConfig:
             instructions=update.instructions or self.instructions,
             tts_speed=update.tts_speed if update.tts_speed is not None else self.tts_speed,
             turn=update.turn or self.turn,
+            greeting=update.greeting or self.greeting,
         )
 
 
 def parse_config(raw: str | bytes | dict[str, Any], base_turn: HybridTurnOptions) -> SessionConfig:
     """Parse a config message; ``base_turn`` fills the turn keys the message leaves out."""
     data = _load(raw)
-    _only(data, {"audio", "noise_filter", "llm", "tts", "turn"}, prefix="")
+    _only(data, {"audio", "noise_filter", "llm", "tts", "turn", "greeting"}, prefix="")
     audio = data.get("audio")
     if audio is not None and not isinstance(audio, bool):
         raise ConfigError("invalid_type", "audio must be true or false", "audio")
@@ -105,8 +109,16 @@ def parse_config(raw: str | bytes | dict[str, Any], base_turn: HybridTurnOptions
             turn = replace(base_turn, **values)
         except ValueError as e:
             raise ConfigError("invalid_value", str(e), "turn") from None
+    greeting = (
+        _string(data["greeting"], "greeting", MAX_GREETING_CHARS) if "greeting" in data else None
+    )
     return SessionConfig(
-        audio=audio, noise_filter=noise, instructions=instructions, tts_speed=speed, turn=turn
+        audio=audio,
+        noise_filter=noise,
+        instructions=instructions,
+        tts_speed=speed,
+        turn=turn,
+        greeting=greeting,
     )
 
 

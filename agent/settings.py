@@ -299,6 +299,65 @@ class Settings:
         "clip cache).",
         group="LLM",
     )
+    # --- conversation --------------------------------------------------------------------
+    greeting: str = setting(
+        "",
+        "GREETING",
+        "What the agent says when a participant's voice session starts (interruptible, "
+        "through the clip cache). Empty: it waits for the caller. Tenant policy, dispatch "
+        "metadata and config messages may set their own (`greeting`).",
+        group="Conversation",
+    )
+    user_idle_s: float = setting(
+        20.0,
+        "USER_IDLE_S",
+        "Silence from both sides after which the agent prompts the caller. 0: never.",
+        group="Conversation",
+    )
+    user_idle_prompts: int = setting(
+        2,
+        "USER_IDLE_PROMPTS",
+        "Unanswered idle prompts after which the agent says goodbye and ends the session "
+        "(and leaves the room when no session remains).",
+        group="Conversation",
+    )
+    user_idle_prompt: str = setting(
+        "Are you still there?", "USER_IDLE_PROMPT", "The idle prompt.", group="Conversation"
+    )
+    user_idle_goodbye: str = setting(
+        "I'll hang up now. Goodbye!",
+        "USER_IDLE_GOODBYE",
+        "Said before an idle session ends.",
+        group="Conversation",
+    )
+    memory_enabled: bool = setting(
+        False,
+        "MEMORY_ENABLED",
+        "Remember each participant's conversation across sessions (tenant, identity) for "
+        "tenants whose policy says nothing (TENANT_LIMITS[tenant].memory decides for the "
+        "others).",
+        group="Conversation",
+    )
+    memory_max_messages: int = setting(
+        20,
+        "MEMORY_MAX_MESSAGES",
+        "Messages kept per remembered conversation (older ones live on in its summary).",
+        group="Conversation",
+    )
+    memory_ttl_s: float = setting(
+        30 * 86400.0,
+        "MEMORY_TTL_S",
+        "A remembered conversation is forgotten this long after its last session.",
+        group="Conversation",
+    )
+    memory_redis_url: str = setting(
+        "",
+        "MEMORY_REDIS_URL",
+        "Redis for memory shared by several workers. Empty: RATE_LIMIT_REDIS_URL when set, "
+        "else a SQLite file under CACHE_PATH.",
+        secret=True,
+        group="Conversation",
+    )
     # --- turn taking ---------------------------------------------------------------------
     noise_filter: NoiseFilterName = setting(
         "off",
@@ -566,6 +625,12 @@ class Settings:
             raise SettingsError("TURN_TEXT_WEIGHT must be between 0 and 1")
         if self.stt_min_window_s and not 1 <= self.stt_min_window_s <= 30:
             raise SettingsError("STT_MIN_WINDOW_S must be 0 (automatic) or between 1 and 30")
+        if self.user_idle_s < 0 or self.user_idle_prompts < 0:
+            raise SettingsError("USER_IDLE_S and USER_IDLE_PROMPTS must not be negative")
+        if max(len(self.greeting), len(self.user_idle_prompt), len(self.user_idle_goodbye)) > 500:
+            raise SettingsError("GREETING and the idle lines must be at most 500 characters")
+        if self.memory_max_messages < 1 or self.memory_ttl_s <= 0:
+            raise SettingsError("MEMORY_MAX_MESSAGES must be at least 1, MEMORY_TTL_S positive")
         if self.llm_context_tokens and self.llm_context_tokens < self.llm_max_tokens + 256:
             raise SettingsError(
                 "LLM_CONTEXT_TOKENS must be 0 (the model's own) or at least LLM_MAX_TOKENS + 256"
@@ -602,8 +667,10 @@ class Settings:
             raise SettingsError("LLM_MODEL is required when LLM_BASE_URL is set")
 
     def prewarm_phrases(self) -> list[str]:
-        """The apology, CACHE_PREWARM and the lines of CACHE_PREWARM_FILE, blanks dropped."""
-        phrases = [self.llm_apology] + [p.strip() for p in self.cache_prewarm.split("|")]
+        """The fixed lines (apology, greeting, idle prompt and goodbye), CACHE_PREWARM and
+        the lines of CACHE_PREWARM_FILE, blanks dropped."""
+        phrases = [self.llm_apology, self.greeting, self.user_idle_prompt, self.user_idle_goodbye]
+        phrases += [p.strip() for p in self.cache_prewarm.split("|")]
         if self.cache_prewarm_file:
             try:
                 text = Path(self.cache_prewarm_file).read_text(encoding="utf-8")

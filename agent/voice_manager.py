@@ -32,6 +32,8 @@ from plugins._common.pause_text import PauseText
 
 from . import logs
 from .audio_input import NormalizedAudioInput
+from .conversation.idle import IDLE_REASON, IdlePolicy, IdleWatch
+from .conversation.recall import SessionMemory
 from .engines import Engines
 from .log import logger
 from .metrics import ACTIVE_SESSIONS, SESSIONS_ENDED, SESSIONS_STARTED, SessionMetrics
@@ -88,6 +90,7 @@ class ParticipantSession:
     started_at: float = field(default_factory=time.time)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     close_reason: str | None = None
+    idle: IdleWatch | None = None
 
     @property
     def mode(self) -> str:
@@ -112,8 +115,16 @@ class VoiceManager(utils.EventEmitter[str]):
         agent_factory: Callable[[str, llm.ChatContext | None], Agent] | None = None,
         max_sessions: int | None = None,
         tenant: str | None = None,
+        greeting: str | None = None,
+        idle: IdlePolicy | None = None,
+        memory: SessionMemory | None = None,
     ) -> None:
         super().__init__()
+        self._memory = memory  # None: this tenant's conversations are not remembered
+        # said when a voice session starts, unless its config has its own (the tenant's,
+        # else GREETING)
+        self._greeting = greeting if greeting is not None else engines.settings.greeting
+        self._idle = idle or IdlePolicy.from_settings(engines.settings)
         self._engines = engines
         self._instructions = instructions
         self._config = config or SessionConfig()
@@ -231,10 +242,16 @@ class VoiceManager(utils.EventEmitter[str]):
         if self._max_sessions is not None and len(self._sessions) >= self._max_sessions:
             raise TooManySessionsError("this room has as many sessions as it may have")
         config = self._config.merged(config) if config is not None else self._config
+        if history is None and self._memory is not None:
+            history = await self._memory.recall(identity)
         audio = config.audio is not False
         noise_filter = self._engines.noise_filter(config.noise_filter) if audio else None
         session = (
-            self._engines.session(config, namespace=self._tenant)
+            self._engines.session(
+                config,
+                namespace=self._tenant,
+                user_away_timeout=self._idle.after_s if self._idle.enabled else None,
+            )
             if audio
             else self._engines.text_session()
         )
@@ -284,11 +301,26 @@ class VoiceManager(utils.EventEmitter[str]):
             await session.aclose()
             raise
         self._set_audio_subscription(identity, audio)
+        if audio:
+            self._converse(entry)
         logger.info("session attached", extra={"participant": identity, "audio": audio})
         SESSIONS_STARTED.inc()
         ACTIVE_SESSIONS.inc()
         self.emit("session_attached", entry)
         return entry
+
+    def _converse(self, entry: ParticipantSession) -> None:
+        """A voice session's own initiative: the greeting, and the idle-caller watch."""
+        greeting = entry.config.greeting or self._greeting
+        if greeting:
+            entry.session.say(greeting)  # interruptible; the clip cache serves repeats
+        if self._idle.enabled:
+            identity = entry.identity
+
+            async def end() -> None:
+                await self.detach(identity, reason=IDLE_REASON)
+
+            entry.idle = IdleWatch(entry.session, self._idle, end)
 
     def _room_outputs(self) -> bool:
         """Whether sessions go to a connected room (the console's room is not one); the
@@ -405,6 +437,18 @@ class VoiceManager(utils.EventEmitter[str]):
     def _on_session_close(self, entry: ParticipantSession, ev: CloseEvent) -> None:
         if self._sessions.get(entry.identity) is entry:
             del self._sessions[entry.identity]
+        if entry.idle is not None:
+            entry.idle.close()
+        if self._memory is not None:
+            window = getattr(entry.agent, "context_window", None)
+            task = asyncio.create_task(
+                # the agent's context: it began with what was recalled, so memory rolls on
+                self._memory.keep_session(
+                    entry.identity, entry.agent.chat_ctx, window.summary if window else ""
+                )
+            )
+            self._releasing.add(task)  # aclose waits for it
+            task.add_done_callback(self._releasing.discard)
         if entry.noise_filter is not None:
             entry.noise_filter.close()
         if isinstance(entry.session.tts, SwappableTTS):

@@ -25,6 +25,7 @@ from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess
 from . import logs
 from .admission import ANONYMOUS, Admission, DispatchCredentials, SessionLease, build_limiter
 from .control import ControlChannel
+from .conversation.idle import IDLE_REASON
 from .dispatch import DispatchMetadata
 from .engines import Engines, turn_options
 from .load import LoadSignals, gpu_memory_fraction, published_queue_delay
@@ -32,7 +33,7 @@ from .log import logger
 from .participant_policy import ParticipantPolicy
 from .settings import Settings
 from .transport import CHAT_TOPIC, RoomTransport
-from .voice_manager import VoiceManager
+from .voice_manager import ParticipantSession, VoiceManager
 
 # the exit status of ``start`` when the worker gave up connecting to LiveKit: EX_TEMPFAIL,
 # "try again later", so a supervisor restarting on failure brings it back
@@ -158,8 +159,18 @@ async def entrypoint(ctx: JobContext) -> None:
         only_participant=meta.participant,
         max_sessions=policy.max_sessions,
         tenant=tenant,
+        greeting=policy.greeting,
+        memory=engines.session_memory(tenant) if policy.memory else None,
     )
     managers.append(manager)
+
+    def on_detached(entry: ParticipantSession) -> None:
+        # an idle caller was hung up on: with nobody left to talk to, leave the room
+        if entry.close_reason == IDLE_REASON and not manager.sessions:
+            logger.info("no session left after an idle hang-up: leaving the room")
+            ctx.shutdown(reason="callers idle")
+
+    manager.on("session_detached", on_detached)
     control = ControlChannel(manager, transport, turn_options(settings), policy)
     ctx.add_shutdown_callback(control.aclose)
     ctx.add_shutdown_callback(manager.aclose)

@@ -58,6 +58,7 @@ PARTICIPANT_CONFIG_KEYS = (
     "turn",
     "instructions",
     "text_room_audio",
+    "greeting",
 )
 
 
@@ -71,6 +72,12 @@ class Limits:
     max_sessions_per_room: int | None = None
     participant_messages_per_minute: int | None = None
     participant_config: tuple[str, ...] | None = None
+    # not limits but the tenant's conversation policy, kept in the same table
+    greeting: str | None = None  # said when a voice session starts
+    memory: bool | None = None  # conversations remembered across sessions (opt-in)
+
+
+MAX_GREETING_CHARS = 500
 
 
 class TenantPolicy:
@@ -103,6 +110,19 @@ class TenantPolicy:
                     raise ValueError(f"TENANT_LIMITS[{tenant!r}]: unknown limit {name!r}")
                 if name == "participant_config":
                     values[name] = parse_participant_config(value, f"TENANT_LIMITS[{tenant!r}]")
+                    continue
+                if name == "greeting":
+                    if not isinstance(value, str) or not 0 < len(value) <= MAX_GREETING_CHARS:
+                        raise ValueError(
+                            f"TENANT_LIMITS[{tenant!r}].greeting must be a string of 1-"
+                            f"{MAX_GREETING_CHARS} characters"
+                        )
+                    values[name] = value
+                    continue
+                if name == "memory":
+                    if not isinstance(value, bool):
+                        raise ValueError(f"TENANT_LIMITS[{tenant!r}].memory must be true or false")
+                    values[name] = value
                     continue
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise ValueError(f"TENANT_LIMITS[{tenant!r}].{name} must be an integer >= 0")

@@ -19,6 +19,41 @@ PRIVATE_NETWORK_PROBLEM = enter_private_network()
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A real redis-server of the test's own on a loopback port (no persistence)."""
+    import shutil
+    import subprocess
+
+    from tests.auth.test_limits_processes import free_port, wait_for_port
+
+    server = shutil.which("redis-server")
+    assert server, "redis-server is installed by scripts/bootstrap"
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 @pytest.fixture(scope="session")
 def cache_dir() -> Path:
     """The asset store the tests read: ``CACHE_PATH`` or ``.cache`` in the repo.

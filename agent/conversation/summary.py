@@ -16,7 +16,7 @@ from collections.abc import Callable
 from livekit.agents import llm
 
 from ..log import logger
-from .budget import ContextWindow
+from .budget import ContextBudget, ContextWindow
 
 PROMPT = (
     "Summarize the conversation below between a user and an assistant in at most three "
@@ -79,25 +79,30 @@ class Summarizer:
                 logger.debug("conversation summary updated", extra={"turns": len(dropped)})
 
     async def _summarize(self, dropped: list[llm.ChatItem]) -> str:
-        budget = self._window.budget
-        room = budget.context_tokens - budget.reply_tokens - 3 * budget.per_message
-        room -= budget.count(PROMPT) + budget.count(self._window.summary)
-        room = min(room, MAX_INPUT_TOKENS)
-        text = transcript(dropped)
-        while text and budget.count(text) > room:
-            text = text[len(text) // 4 :]  # the most recent part of what was dropped
-        earlier = f"Earlier summary: {self._window.summary}\n\n" if self._window.summary else ""
-        ctx = llm.ChatContext()
-        ctx.add_message(role="system", content=PROMPT)
-        ctx.add_message(role="user", content=f"{earlier}Conversation:\n{text}")
-        parts: list[str] = []
-        async with self._llm.chat(chat_ctx=ctx) as stream:
-            async for chunk in stream:
-                if chunk.delta is not None and chunk.delta.content:
-                    parts.append(chunk.delta.content)
-        return "".join(parts).strip()
+        return await summarize(self._llm, self._window.budget, self._window.summary, dropped)
 
     async def aclose(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def summarize(
+    model: llm.LLM, budget: ContextBudget, earlier: str, items: list[llm.ChatItem]
+) -> str:
+    """``earlier`` (a summary) and ``items`` folded into one short summary by ``model``."""
+    room = budget.context_tokens - budget.reply_tokens - 3 * budget.per_message
+    room = min(room - budget.count(PROMPT) - budget.count(earlier), MAX_INPUT_TOKENS)
+    text = transcript(items)
+    while text and budget.count(text) > room:
+        text = text[len(text) // 4 :]  # the most recent part of what was dropped
+    head = f"Earlier summary: {earlier}\n\n" if earlier else ""
+    ctx = llm.ChatContext()
+    ctx.add_message(role="system", content=PROMPT)
+    ctx.add_message(role="user", content=f"{head}Conversation:\n{text}")
+    parts: list[str] = []
+    async with model.chat(chat_ctx=ctx) as stream:
+        async for chunk in stream:
+            if chunk.delta is not None and chunk.delta.content:
+                parts.append(chunk.delta.content)
+    return "".join(parts).strip()[:MAX_SUMMARY_CHARS]

@@ -18,7 +18,6 @@ from auth.errors import InvalidRoomError, InvalidTokenError, RoomNotAllowedError
 from auth.grants import DispatchGrants
 from auth.limits import LimitBackend, Limiter, TenantPolicy
 from auth.rooms import check_room, room_allowed
-from tests.auth.test_limits_processes import redis_url  # noqa: F401 (fixture)
 from tests.auth.tokens import AUDIENCE, HS_SECRET, hs256
 
 
