@@ -569,8 +569,8 @@ class Settings:
         "PARTICIPANT_CONFIG",
         "Config keys room participants may set, comma-separated, from audio, noise_filter, "
         "tts, turn, instructions (the persona), text_room_audio (audio on in a room the "
-        "backend made text-only). Dispatch metadata (the backend) may set everything; per "
-        "tenant: participant_config.",
+        "backend made text-only), greeting. Dispatch metadata (the backend) may set "
+        "everything; per tenant: participant_config.",
         group="Room participants",
     )
     session_end_notice: str = setting(
@@ -627,6 +627,11 @@ class Settings:
             raise SettingsError("STT_MIN_WINDOW_S must be 0 (automatic) or between 1 and 30")
         if self.user_idle_s < 0 or self.user_idle_prompts < 0:
             raise SettingsError("USER_IDLE_S and USER_IDLE_PROMPTS must not be negative")
+        if 0 < self.user_idle_s <= self.turn_silence_timeout_s:
+            raise SettingsError(
+                "USER_IDLE_S must be 0 (off) or longer than TURN_SILENCE_TIMEOUT_S: a caller's "
+                "own pause must not count as silence"
+            )
         if max(len(self.greeting), len(self.user_idle_prompt), len(self.user_idle_goodbye)) > 500:
             raise SettingsError("GREETING and the idle lines must be at most 500 characters")
         if self.memory_max_messages < 1 or self.memory_ttl_s <= 0:

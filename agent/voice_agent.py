@@ -61,6 +61,8 @@ class VoiceAgent(Agent):
         self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: ModelSettings
     ) -> AsyncIterator[llm.ChatChunk | str | FlushSentinel]:
         dropped: list[llm.ChatItem] = []
+        if self.summarizer is not None:
+            self.summarizer.hold()  # the caller's answer first
         if self.context_window is not None:
             chat_ctx, dropped = self.context_window.fit(chat_ctx)
             CONTEXT_TURNS_DROPPED.inc(len(dropped))
@@ -70,7 +72,7 @@ class VoiceAgent(Agent):
         finally:
             # after the reply: on the embedded model one generation runs at a time, and
             # the summary must not stand between the caller and this answer
-            if dropped and self.context_window is not None:
+            if self.context_window is not None and (dropped or self.summarizer is not None):
                 self._summaries(self.context_window).fold(dropped)
 
     def _summaries(self, window: ContextWindow) -> Summarizer:

@@ -52,27 +52,40 @@ class Summarizer:
         self._window = window
         self._may_call = may_call
         self._pending: list[llm.ChatItem] = []
+        self._current: list[llm.ChatItem] = []  # being summarized now
         self._task: asyncio.Task[None] | None = None
         self.written = 0  # summaries written (tests and logs)
 
     def fold(self, dropped: list[llm.ChatItem]) -> None:
-        if not dropped:
-            return
+        """Summarize ``dropped`` (and what waits from before) in the background."""
         self._pending.extend(dropped)
-        if self._task is None or self._task.done():
+        if self._pending and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._run(), name="conversation.summary")
+
+    def hold(self) -> None:
+        """A reply is about to be generated: stop a summary in progress so the reply does
+        not queue behind it (its turns wait for the next ``fold``). On a fast back-and-forth
+        (typed chat) summaries may thus never finish; the turns are then simply dropped."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            self._pending[:0] = self._current
+            self._current = []
 
     async def _run(self) -> None:
         while self._pending:
-            dropped, self._pending = self._pending, []
+            self._current, self._pending = self._pending, []
+            dropped = self._current
             if not self._may_call():
                 logger.info("summary skipped: LLM unavailable", extra={"turns": len(dropped)})
+                self._current = []
                 continue
             try:
                 text = await self._summarize(dropped)
             except Exception as e:  # detail is lost, the conversation goes on
                 logger.warning("summary failed", extra={"error": f"{type(e).__name__}: {e}"})
+                self._current = []
                 continue
+            self._current = []
             if text:
                 self._window.summary = text[:MAX_SUMMARY_CHARS]
                 self.written += 1

@@ -133,6 +133,7 @@ async def test_a_long_conversation_is_cut_to_the_window_and_summarized(
         for i in range(40):
             reply = await manager.reply_to_text("alice", f"Fact {i}: my number {i} is {i * 7}.")
             assert reply != APOLOGY
+            await asyncio.sleep(0.2)  # the caller reads the answer: the summary runs now
     finally:
         await manager.aclose()
     replies = [r for r in chat_server.requests if r[0]["content"] != PROMPT]
