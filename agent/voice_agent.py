@@ -72,7 +72,7 @@ class VoiceAgent(Agent):
         finally:
             # after the reply: on the embedded model one generation runs at a time, and
             # the summary must not stand between the caller and this answer
-            if self.context_window is not None and (dropped or self.summarizer is not None):
+            if dropped and self.context_window is not None:
                 self._summaries(self.context_window).fold(dropped)
 
     def _summaries(self, window: ContextWindow) -> Summarizer:

@@ -1,11 +1,13 @@
 """Folding the turns a session's context window dropped into a running summary.
 
 The session's own LLM writes it, in a background task: the reply that triggered the cut is
-generated without waiting (it goes out with the previous summary, or none), and the next
-one carries the new summary. A failed or skipped summary loses detail, never a reply. While
-the LLM's circuit breaker is not closed no summary is attempted (the endpoint is already in
-trouble); the embedded model runs one generation at a time, so a summary may delay the next
-reply by its own length (``SUMMARY_MAX_TOKENS``-bounded, docs/conversation.md).
+generated without waiting (it goes out with the previous summary, or none), the summary
+starts once the conversation has paused for a second (the caller speaking or reading), a
+reply that starts meanwhile stops it (``hold``), and the next reply carries the new
+summary. A failed or skipped summary loses detail, never a reply. While the LLM's circuit
+breaker is not closed no summary is attempted (the endpoint is already in trouble). The
+summary's prompt is bounded (``MAX_INPUT_TOKENS``), so on the embedded model, which runs one
+generation at a time, a summary costs a second or two of its thread.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ MAX_SUMMARY_CHARS = 800
 # the most recent part of what was dropped is summarized: a short prompt keeps the summary
 # a second or two of the embedded model's time (it shares one thread with the replies)
 MAX_INPUT_TOKENS = 384
+# the summary waits for the conversation to pause (the caller speaking, reading)
+IDLE_BEFORE_SUMMARY_S = 1.0
 
 
 def transcript(items: list[llm.ChatItem]) -> str:
@@ -57,21 +61,25 @@ class Summarizer:
         self.written = 0  # summaries written (tests and logs)
 
     def fold(self, dropped: list[llm.ChatItem]) -> None:
-        """Summarize ``dropped`` (and what waits from before) in the background."""
+        """Summarize ``dropped`` (with what waits from before) once the session is quiet."""
+        if not dropped:
+            return
         self._pending.extend(dropped)
-        if self._pending and (self._task is None or self._task.done()):
+        if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="conversation.summary")
 
     def hold(self) -> None:
         """A reply is about to be generated: stop a summary in progress so the reply does
         not queue behind it (its turns wait for the next ``fold``). On a fast back-and-forth
-        (typed chat) summaries may thus never finish; the turns are then simply dropped."""
+        (typed chat) summaries may thus never run; the turns are then simply dropped."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
             self._pending[:0] = self._current
             self._current = []
 
     async def _run(self) -> None:
+        # a reply that follows at once (typed chat) cancels this before the model is busy
+        await asyncio.sleep(IDLE_BEFORE_SUMMARY_S)
         while self._pending:
             self._current, self._pending = self._pending, []
             dropped = self._current

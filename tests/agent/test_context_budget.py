@@ -125,8 +125,11 @@ async def test_rejected_requests_do_not_open_the_breaker_for_everyone(
 
 
 async def test_a_long_conversation_is_cut_to_the_window_and_summarized(
-    chat_server: RecordingChatServer, tmp_path: Path
+    chat_server: RecordingChatServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from agent.conversation import summary
+
+    monkeypatch.setattr(summary, "IDLE_BEFORE_SUMMARY_S", 0.05)  # a quick reader
     chat_server.reply = "Noted, " + "and more " * 20
     manager = manager_on(chat_server, tmp_path, llm_context_tokens=600, llm_max_tokens=60)
     try:
@@ -147,3 +150,32 @@ async def test_a_long_conversation_is_cut_to_the_window_and_summarized(
     assert "Fact 0:" not in str(replies[-1])  # long gone from the window ...
     assert summaries  # ... folded into summaries, which later requests carry
     assert any("Summary of the earlier conversation" in m["content"] for m in replies[-1])
+
+
+@pytest.mark.slow
+async def test_a_long_conversation_on_the_embedded_model_never_breaks_the_llm(
+    llama_instance: object, tmp_path: Path
+) -> None:
+    # every question ~120 tokens: the whole conversation outgrows the model's 2 048 tokens
+    # after about 15 turns (before the budget: context errors, an open breaker, and the
+    # apology for every session of the process)
+    settings = Settings(cache_path=tmp_path, llm_context_tokens=640, llm_max_tokens=24)
+    model = ResilientLLM(
+        LlamaLLM(model_instance=llama_instance, max_tokens=24, seed=1),
+        first_token_timeout_s=30.0,
+        breaker=CircuitBreaker(failures=3, reset_after_s=30),
+    )
+    manager = VoiceManager(Engines(settings, llm=model, clip_store=None), instructions="Be brief.")
+    filler = "Here is some background about my day that you may ignore. " * 8
+    try:
+        for i in range(22):
+            reply = await manager.reply_to_text("alice", f"{filler} Question {i}: name a fruit.")
+            assert reply and reply != APOLOGY, (i, reply)
+        # another session of the same process answers normally afterwards
+        other = await manager.reply_to_text("bob", "What colour is the sky?")
+        assert other and other != APOLOGY
+        assert model.breaker.state == "closed"
+        window = manager.sessions["alice"].agent.context_window  # type: ignore[attr-defined]
+        assert window is not None and window.dropped_total > 0
+    finally:
+        await manager.aclose()

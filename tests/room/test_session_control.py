@@ -7,11 +7,21 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 
+from tests.audio_fixtures import wer
 from tests.livekit_server import LiveKitTestServer
 from tests.room.caller import RoomCaller
-from tests.room.worker import LIMITED_TENANT, Worker, agent_joined, dispatch, join
+from tests.room.worker import (
+    GREETER_TENANT,
+    GREETING,
+    LIMITED_TENANT,
+    Worker,
+    agent_joined,
+    dispatch,
+    join,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="package")]
 
@@ -154,3 +164,21 @@ async def test_tenant_limits_hold_in_a_real_room(
     finally:
         await alice.leave()
         await bob.leave()
+
+
+async def test_the_tenants_greeting_is_heard_before_the_caller_says_anything(
+    lk_server: LiveKitTestServer, worker: Worker, whisper_stt
+) -> None:
+    room = f"{GREETER_TENANT}-hello"
+    alice = await join(lk_server, "alice", room)
+    try:
+        await dispatch(worker, GREETER_TENANT, room)
+        await agent_joined(lk_server, room)
+        track = await alice.wait_for(alice.reply_track, within=60)
+        said = await alice.wait_for(lambda: alice.agent_transcripts(), within=60)
+        assert said[0].body.strip() == GREETING
+        await alice.wait_for(lambda: track.quiet_since(0.0, 0.8), within=30)
+        heard = whisper_stt.transcribe_array(track.audio().astype(np.float32) / 32768.0)
+        assert wer(GREETING, heard) <= 0.2, heard
+    finally:
+        await alice.leave()

@@ -28,6 +28,9 @@ AGENT_NAME = "room-test-agent"
 GRANT_SECRET = "room-test-dispatch-grant-secret-0123456789"
 # a tenant with tight limits (the limit store is shared under CACHE_PATH: one per run)
 LIMITED_TENANT = f"limited{os.getpid()}"
+# a tenant whose policy greets every caller
+GREETER_TENANT = f"greeter{os.getpid()}"
+GREETING = "Welcome to the greeter line. How can I help you today?"
 
 
 def free_port() -> int:
@@ -84,7 +87,11 @@ def worker_env(server: LiveKitTestServer, cache_dir: Path, http_port: int, **ext
         AUTH_JWT_SECRET=HS_SECRET,
         DISPATCH_GRANT_SECRET=GRANT_SECRET,
         TENANT_LIMITS=json.dumps(
-            {LIMITED_TENANT: {"concurrent_sessions": 1, "max_sessions_per_room": 1}, "*": {}}
+            {
+                LIMITED_TENANT: {"concurrent_sessions": 1, "max_sessions_per_room": 1},
+                GREETER_TENANT: {"greeting": GREETING},
+                "*": {},
+            }
         ),
         NUM_IDLE_PROCESSES="1",
         WORKER_CAPACITY="4",
