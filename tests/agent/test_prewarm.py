@@ -13,12 +13,17 @@ async def test_prewarmed_apology_plays_from_the_cache(tmp_path: Path) -> None:
     settings = Settings(
         cache_path=tmp_path, cache_prewarm="Welcome to the Grand Hotel, how can I help?"
     )
-    assert await prewarm_clips(settings) == 2  # the apology and the greeting
+    # the apology, the idle prompt and goodbye, and the operator's phrase
+    assert await prewarm_clips(settings) == 4
     assert await prewarm_clips(settings) == 0  # nothing left to do
 
     engines = Engines(settings)
     voice = engines.voice(None)  # what a session speaks with (first chunk cut early)
-    for phrase in (settings.llm_apology, "Welcome to the Grand Hotel, how can I help?"):
+    for phrase in (
+        settings.llm_apology,
+        settings.user_idle_prompt,
+        "Welcome to the Grand Hotel, how can I help?",
+    ):
         stream = voice.stream()
         stream.push_text(phrase)
         stream.end_input()
