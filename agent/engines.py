@@ -54,9 +54,6 @@ from .voice_agent import BackchannelRule
 if TYPE_CHECKING:
     from .inference.client import Header, InferenceClient
 
-# livekit-agents' default (0.5 s) makes barge-in wait half a second of speech; a third of a
-# second still ignores coughs and clicks, which the VAD's own minimum already drops.
-BARGE_IN_MIN_SPEECH_S = 0.3
 # the window assumed for an LLM_BASE_URL endpoint when LLM_CONTEXT_TOKENS does not say
 ENDPOINT_CONTEXT_TOKENS = 8192
 
@@ -476,7 +473,12 @@ class Engines:
                 "endpointing": turn.endpointing(),  # type: ignore[typeddict-item]
                 "interruption": {
                     "mode": "vad",
-                    "min_duration": BARGE_IN_MIN_SPEECH_S,
+                    # the VAD's own minimum (turn.min_speech, 0.25 s): the agent pauses at the
+                    # inference that starts the user's speech, not a window or two later
+                    # (livekit-agents' default, 0.5 s, waits half a second of it); coughs and
+                    # clicks are shorter, and a longer noise only pauses the reply until the
+                    # false-interruption timeout resumes it
+                    "min_duration": turn.min_speech,
                     # pause on user speech, resume when it was no real turn (a backchannel)
                     "resume_false_interruption": True,
                     "false_interruption_timeout": self.settings.false_interruption_timeout_s,

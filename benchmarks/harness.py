@@ -114,8 +114,10 @@ class Caller:
         caller = cls(identity, mic, speaker, probe, attached)
 
         def on_user_state(ev: Any) -> None:
+            # when the session hears of it (the event's own timestamp is back-dated to the
+            # speech's start): the VAD has decided that this is speech
             if ev.new_state == "speaking":
-                caller.vad_speaking_at.append(getattr(ev, "created_at", None) or time.time())
+                caller.vad_speaking_at.append(time.time())
 
         attached.session.on("user_state_changed", on_user_state)
         return caller
