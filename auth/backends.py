@@ -14,9 +14,10 @@ import asyncio
 import os
 import sqlite3
 import threading
-import time
 from pathlib import Path
 from typing import Any
+
+from cache.sqlite_wal import open_wal
 
 from .limits import BackendUnavailableError, LimitBackend
 
@@ -41,22 +42,7 @@ class SqliteLimitBackend:
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None or self._pid != os.getpid():
-            db = sqlite3.connect(
-                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            # switching to WAL and creating the schema can meet another process doing the
-            # same at start-up; SQLite answers "locked" at once there instead of waiting
-            for attempt in range(50):
-                try:
-                    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                        db.execute("PRAGMA journal_mode=WAL")
-                    db.executescript(_SCHEMA)
-                    break
-                except sqlite3.OperationalError as e:
-                    if "locked" not in str(e) or attempt == 49:
-                        db.close()
-                        raise
-                    time.sleep(0.1)
+            db = open_wal(self.path, _SCHEMA)
             self._db, self._pid = db, os.getpid()
         return self._db
 

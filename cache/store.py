@@ -34,6 +34,7 @@ from pathlib import Path
 from .clip_file import Clip, ClipFileWriter, clip_file_size, parse_clip
 from .errors import CacheWriteError, ClipCorruptError
 from .log import logger
+from .sqlite_wal import open_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS clips (key TEXT PRIMARY KEY, size INTEGER NOT NULL,
@@ -89,15 +90,9 @@ class ClipStore:
         with self._lock:
             # a connection must not cross a fork: job processes each open their own
             if self._db is None or self._db_pid != os.getpid():
-                self._db = sqlite3.connect(
-                    self.root / "index.sqlite3",
-                    timeout=30.0,
-                    isolation_level=None,
-                    check_same_thread=False,
+                self._db = open_wal(
+                    self.root / "index.sqlite3", _SCHEMA, pragmas=("synchronous=NORMAL",)
                 )
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.executescript(_SCHEMA)
                 self._db_pid = os.getpid()
             db = self._db
             db.execute("BEGIN IMMEDIATE" if write else "BEGIN")

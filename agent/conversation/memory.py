@@ -28,6 +28,8 @@ from typing import Any, Protocol
 
 from livekit.agents import llm
 
+from cache.sqlite_wal import open_wal
+
 MAX_IDENTITY_CHARS = 256
 MAX_MESSAGE_CHARS = 2000
 MAX_SUMMARY_CHARS = 2000
@@ -126,22 +128,7 @@ class SqliteMemoryStore:
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None or self._pid != os.getpid():  # a forked process opens its own
-            db = sqlite3.connect(
-                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            # several processes may switch the file to WAL at once at start-up: SQLite says
-            # "locked" at once there instead of waiting, so retry briefly
-            for attempt in range(50):
-                try:
-                    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                        db.execute("PRAGMA journal_mode=WAL")
-                    db.executescript(_SCHEMA)
-                    break
-                except sqlite3.OperationalError as e:
-                    if "locked" not in str(e) or attempt == 49:
-                        db.close()
-                        raise
-                    time.sleep(0.1)
+            db = open_wal(self.path, _SCHEMA)
             os.chmod(self.path, 0o600)  # transcripts: the worker's user only
             self._db, self._pid = db, os.getpid()
         return self._db
