@@ -95,3 +95,34 @@ def test_simulate_text_mode_loads_no_audio_engine(tmp_path: Path, cache_dir: Pat
     assert result["mode"] == "text" and result["reply"]
     assert result["engines_loaded"] == ["llm"]
     assert result["llm_ttft_ms"] > 0
+
+
+def test_simulate_text_file_runs_one_session_turn_by_turn(tmp_path: Path, cache_dir: Path) -> None:
+    lines = tmp_path / "turns.txt"
+    lines.write_text("My name is Ada.\n\n  \nWhat is my name?\n", encoding="utf-8")
+    code, stdout, stderr = run_simulate(
+        tmp_path, cache_dir, "--config", '{"audio": false}', "--text-file", str(lines)
+    )
+    assert code == 0, stderr[-2000:]
+    result = json.loads(stdout)
+    assert [t["user"] for t in result["turns"]] == ["My name is Ada.", "What is my name?"]
+    assert all(t["reply"] for t in result["turns"]) and result["apologies"] == 0
+    assert result["engines_loaded"] == ["llm"]
+
+    # what cannot be used is one line and status 2, before any model loads
+    code, stdout, stderr = run_simulate(
+        tmp_path, cache_dir, "--config", '{"audio": true}', "--text-file", str(lines)
+    )
+    assert code == 2 and stderr.strip().count("\n") == 0 and "text session" in stderr
+
+
+def test_text_file_turns_are_bounded(tmp_path: Path) -> None:
+    from agent.simulate import MAX_TURN_CHARS, TextFileError, read_text_turns
+
+    f = tmp_path / "t.txt"
+    f.write_text("hello\n" + "x" * (MAX_TURN_CHARS + 1) + "\n", encoding="utf-8")
+    with pytest.raises(TextFileError, match="turn 2 is over"):
+        read_text_turns(f)
+    f.write_text("\n \n", encoding="utf-8")
+    with pytest.raises(TextFileError, match="no non-empty line"):
+        read_text_turns(f)
