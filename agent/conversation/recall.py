@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from livekit.agents import llm
 
@@ -31,7 +32,7 @@ class SessionMemory:
         tenant: str,
         *,
         keep: int,
-        model: llm.LLM | None = None,
+        model: llm.LLM[Any] | None = None,
         budget: ContextBudget | None = None,
         mask: Callable[[str], str] = lambda text: text,
     ) -> None:

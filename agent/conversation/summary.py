@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from livekit.agents import llm
 
@@ -47,7 +48,7 @@ class Summarizer:
 
     def __init__(
         self,
-        model: llm.LLM,
+        model: llm.LLM[Any],
         window: ContextWindow,
         *,
         may_call: Callable[[], bool] = lambda: True,
@@ -109,7 +110,7 @@ class Summarizer:
 
 
 async def summarize(
-    model: llm.LLM, budget: ContextBudget, earlier: str, items: list[llm.ChatItem]
+    model: llm.LLM[Any], budget: ContextBudget, earlier: str, items: list[llm.ChatItem]
 ) -> str:
     """``earlier`` (a summary) and ``items`` folded into one short summary by ``model``."""
     room = budget.context_tokens - budget.reply_tokens - 3 * budget.per_message
