@@ -17,6 +17,7 @@ because they are started by a forkserver.
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from typing import Any
 
@@ -25,7 +26,7 @@ from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess
 from . import logs
 from .admission import ANONYMOUS, Admission, DispatchCredentials, SessionLease, build_limiter
 from .control import ControlChannel
-from .conversation.idle import IDLE_REASON
+from .conversation.idle import IDLE_REASON, IdlePolicy
 from .dispatch import DispatchMetadata
 from .engines import Engines, turn_options
 from .load import LoadSignals, gpu_memory_fraction, published_queue_delay
@@ -140,6 +141,9 @@ async def entrypoint(ctx: JobContext) -> None:
             instructions=meta.instructions or engines.settings.instructions,
             room=ctx.room,
             tenant=tenant,
+            # the operator at the terminal is testing, not idling: a hang-up would leave
+            # the console with no session
+            idle=dataclasses.replace(IdlePolicy.from_settings(settings), after_s=0),
         )
         managers.append(manager)
         ctx.add_shutdown_callback(manager.aclose)
