@@ -62,7 +62,9 @@ class SessionMemory:
     async def keep_session(self, identity: str, history: llm.ChatContext, summary: str) -> None:
         """Store what to remember of ``identity``'s finished session (``summary``: the
         session's running summary of turns its context window dropped)."""
-        previous = self._recalled.pop(identity, None)
+        # kept (not popped): a switch between voice and text closes a session and goes on
+        # with its history, and the final keep still needs the recalled summary
+        previous = self._recalled.get(identity)
         earlier = " ".join(s for s in (previous.summary if previous else "", summary) if s)
         everything = remembered_from(history, summary="", keep=1 << 30, mask=self._mask)
         if not everything.messages:
