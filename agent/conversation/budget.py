@@ -94,7 +94,7 @@ class ContextWindow:
         fixed = sum(b.tokens(i) for i in head) + (b.tokens(summary_item) if summary_item else 0)
         room = b.context_tokens - b.reply_tokens - fixed
 
-        start = self._start_index(turns)
+        start = first_kept = self._start_index(turns)
         costs = [b.tokens(i) for i in turns]
         if sum(costs[start:]) > room:
             # overflow: drop the oldest until the rest fills `refill` of the room, and begin
@@ -107,7 +107,7 @@ class ContextWindow:
             while start < len(turns) - 1 and not _is_user(turns[start]):
                 kept -= costs[start]
                 start += 1
-        newly_dropped = turns[self._start_index(turns) : start]
+        newly_dropped = turns[first_kept:start]
         self._first_kept = turns[start].id if start < len(turns) else None
         self.dropped_total += len(newly_dropped)
 

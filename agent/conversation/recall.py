@@ -19,7 +19,7 @@ from livekit.agents import llm
 from ..log import logger
 from ..metrics import MEMORY_OPERATIONS
 from .budget import ContextBudget
-from .memory import MemoryStore, Remembered, remembered_from
+from .memory import MAX_SUMMARY_CHARS, MemoryStore, Remembered, remembered_from
 from .summary import summarize
 
 SUMMARY_TIMEOUT_S = 30.0
@@ -66,10 +66,11 @@ class SessionMemory:
         # with its history, and the final keep still needs the recalled summary
         previous = self._recalled.get(identity)
         earlier = " ".join(s for s in (previous.summary if previous else "", summary) if s)
-        everything = remembered_from(history, summary="", keep=1 << 30, mask=self._mask)
-        if not everything.messages:
+        # every message once, masked and bounded; the last ``keep`` are kept, the rest fold
+        record = remembered_from(history, summary="", keep=1 << 30, mask=self._mask)
+        if not record.messages:
             return  # nothing was said: what was remembered stays as it is
-        overflow = everything.messages[: -self.keep]
+        overflow, record.messages = record.messages[: -self.keep], record.messages[-self.keep :]
         if overflow and self._model is not None and self._budget is not None:
             items: list[llm.ChatItem] = [
                 llm.ChatMessage(role=m["role"], content=[m["content"]])  # type: ignore[arg-type]
@@ -81,7 +82,7 @@ class SessionMemory:
                 )
             except Exception as e:  # the older messages go; the previous summary stays
                 logger.warning("memory summary failed", extra={"error": type(e).__name__})
-        record = remembered_from(history, summary=earlier, keep=self.keep, mask=self._mask)
+        record.summary = self._mask(earlier)[:MAX_SUMMARY_CHARS]
         try:
             await self.store.save(self.tenant, identity, record)
         except Exception as e:
