@@ -54,6 +54,12 @@ from .voice_agent import BackchannelRule
 if TYPE_CHECKING:
     from .inference.client import Header, InferenceClient
 
+# livekit-agents' default (0.5 s) makes barge-in wait half a second of speech; 0.3 s still
+# ignores coughs and clicks. The VAD's own minimum (turn.min_speech, 0.25 s) would pause the
+# agent one VAD window after it decides "speech" (barge-in from that trigger 31 / 41 ms at
+# p50 / p95 instead of 69 / 71, docs/benchmarks.md), but with it a room test's reply was
+# paused mid-sentence by a short sound once in two runs: kept at 0.3 s until that is found.
+BARGE_IN_MIN_SPEECH_S = 0.3
 # the window assumed for an LLM_BASE_URL endpoint when LLM_CONTEXT_TOKENS does not say
 ENDPOINT_CONTEXT_TOKENS = 8192
 
@@ -473,12 +479,7 @@ class Engines:
                 "endpointing": turn.endpointing(),  # type: ignore[typeddict-item]
                 "interruption": {
                     "mode": "vad",
-                    # the VAD's own minimum (turn.min_speech, 0.25 s): the agent pauses at the
-                    # inference that starts the user's speech, not a window or two later
-                    # (livekit-agents' default, 0.5 s, waits half a second of it); coughs and
-                    # clicks are shorter, and a longer noise only pauses the reply until the
-                    # false-interruption timeout resumes it
-                    "min_duration": turn.min_speech,
+                    "min_duration": BARGE_IN_MIN_SPEECH_S,
                     # pause on user speech, resume when it was no real turn (a backchannel)
                     "resume_false_interruption": True,
                     "false_interruption_timeout": self.settings.false_interruption_timeout_s,

@@ -122,7 +122,7 @@ async def test_barge_in_stops_agent_audio(engines) -> None:
     assert seg.stopped_at is not None
     barge_in_ms = (seg.stopped_at - caller.mic.speech_started_at[-1]) * 1000
     print(f"barge-in: agent audio stopped {barge_in_ms:.0f} ms after the user started")
-    # the VAD needs turn.min_speech of speech before it may interrupt; allow it plus
+    # the VAD needs BARGE_IN_MIN_SPEECH_S of speech before it may interrupt; allow it plus
     # the VAD's own frames and a loaded 2-core machine
     assert 0 < barge_in_ms < 1500
     assert seg.duration > seg.stopped_at - seg.started_at  # audio was cut, not finished
