@@ -100,6 +100,7 @@ def build_llm(
         )
     return LlamaLLM(
         cache_dir=settings.cache_path,
+        n_threads=settings.llm_threads or None,
         temperature=settings.llm_temperature,
         max_tokens=settings.llm_max_tokens,
         seed=None if settings.llm_seed < 0 else settings.llm_seed,

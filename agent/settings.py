@@ -259,6 +259,14 @@ class Settings:
     llm_max_tokens: int = setting(
         60, "LLM_MAX_TOKENS", "Longest reply of the embedded model, in tokens.", group="LLM"
     )
+    llm_threads: int = setting(
+        0,
+        "LLM_THREADS",
+        "CPU threads of the embedded model (prompt and reply). 0: half the cores, at most 4 "
+        "(more make a small model no faster, and llama.cpp's spinning threads beyond the free "
+        "cores stall every other session).",
+        group="LLM",
+    )
     llm_context_tokens: int = setting(
         0,
         "LLM_CONTEXT_TOKENS",
@@ -636,6 +644,8 @@ class Settings:
             raise SettingsError("GREETING and the idle lines must be at most 500 characters")
         if self.memory_max_messages < 1 or self.memory_ttl_s <= 0:
             raise SettingsError("MEMORY_MAX_MESSAGES must be at least 1, MEMORY_TTL_S positive")
+        if not 0 <= self.llm_threads <= 256:
+            raise SettingsError("LLM_THREADS must be 0 (automatic) or between 1 and 256")
         if self.llm_context_tokens and self.llm_context_tokens < self.llm_max_tokens + 256:
             raise SettingsError(
                 "LLM_CONTEXT_TOKENS must be 0 (the model's own) or at least LLM_MAX_TOKENS + 256"

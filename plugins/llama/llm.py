@@ -53,7 +53,22 @@ class _LLMOptions:
         return asdict(self)
 
 
+# SmolLM-sized models are memory-bound: past a few threads a token gets no faster, and
+# llama.cpp's threads spin at their barriers, so threads beyond the free cores stall every
+# token (8 job processes with llama.cpp's default of every core for prompts made each
+# other's prompts 10x slower on a 16-core GPU host)
+MAX_DEFAULT_THREADS = 4
+
+
+def default_threads() -> int:
+    """Threads for one llama.cpp context when none are given: half the cores, at most 4."""
+    return max(1, min(MAX_DEFAULT_THREADS, (os.cpu_count() or 2) // 2))
+
+
 def load_llama(model_path: Path, *, n_ctx: int, n_threads: int | None, n_gpu_layers: int) -> Any:
+    """A llama.cpp context whose prompt evaluation uses the same threads as generation
+    (llama.cpp's own default for prompts is every core of the machine)."""
+    threads = n_threads or default_threads()
     try:
         from llama_cpp import Llama
     except ImportError as e:
@@ -64,7 +79,8 @@ def load_llama(model_path: Path, *, n_ctx: int, n_threads: int | None, n_gpu_lay
         return Llama(
             model_path=str(model_path),
             n_ctx=n_ctx,
-            n_threads=n_threads,
+            n_threads=threads,
+            n_threads_batch=threads,
             n_gpu_layers=n_gpu_layers,
             verbose=False,
         )

@@ -89,6 +89,9 @@ class TextTurnScorer:
                         model_path=str(self._model_path),
                         n_ctx=256,
                         n_threads=self._n_threads,
+                        # prompts too: llama.cpp's default for them is every core, in
+                        # every job process that judges a pause
+                        n_threads_batch=self._n_threads,
                         verbose=False,
                     )
                 except Exception as e:

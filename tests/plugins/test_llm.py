@@ -62,3 +62,37 @@ def test_llama_needs_a_model(tmp_path) -> None:
 
     with pytest.raises(AssetMissingError):
         LlamaLLM(cache_dir=tmp_path)
+
+
+def test_llama_threads_are_bounded_for_prompts_too(llama_instance, monkeypatch) -> None:
+    """llama.cpp's own default evaluates prompts on every core; with a model in every job
+    process that made sessions stall each other on a 16-core host (docs/benchmarks.md)."""
+    from plugins.llama import llm as llama_llm
+
+    params = llama_instance.context_params
+    assert params.n_threads_batch == params.n_threads == llama_llm.default_threads()
+    monkeypatch.setattr(llama_llm.os, "cpu_count", lambda: 16)
+    assert llama_llm.default_threads() == llama_llm.MAX_DEFAULT_THREADS
+    monkeypatch.setattr(llama_llm.os, "cpu_count", lambda: 2)
+    assert llama_llm.default_threads() == 1
+
+
+def test_text_turn_scorer_uses_one_thread_for_prompts(cache_dir) -> None:
+    from plugins.llama import SMOLLM2_135M
+    from plugins.smart_turn.text import TextTurnScorer
+
+    scorer = TextTurnScorer(resolve(SMOLLM2_135M, cache_dir))
+    try:
+        assert 0.0 <= scorer.verdict_now("Where is the station?").p_complete <= 1.0
+        params = scorer._llama.context_params
+        assert (params.n_threads, params.n_threads_batch) == (1, 1)
+    finally:
+        scorer.close()
+
+
+def test_llm_threads_setting_is_bounded() -> None:
+    from agent.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match="LLM_THREADS"):
+        Settings(llm_threads=-1).validate()
+    Settings(llm_threads=2).validate()
