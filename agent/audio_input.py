@@ -14,6 +14,8 @@ kept between frames, however long the stream runs.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 import soxr
 from livekit import rtc
@@ -30,13 +32,20 @@ MAX_CHANNELS = 64
 MAX_SAMPLE_RATE = 384_000
 
 
+class FrameFilter(Protocol):
+    """A noise filter as a session outside RoomIO calls it (plugins.noise, the session's
+    switchable slot)."""
+
+    def process(self, frame: rtc.AudioFrame) -> rtc.AudioFrame: ...
+
+
 class NormalizedAudioInput(AudioInput):
     """Downmixes, resamples and re-frames a source, then applies an optional noise filter."""
 
     def __init__(
         self,
         source: AudioInput,
-        noise_filter: rtc.FrameProcessor[rtc.AudioFrame] | None = None,
+        noise_filter: FrameFilter | None = None,
         *,
         sample_rate: int = SESSION_SAMPLE_RATE,
     ) -> None:

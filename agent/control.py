@@ -80,7 +80,9 @@ class ControlChannel:
         # one participant's messages are applied in order; others are not held up
         return self._locks.setdefault(identity, asyncio.Lock())
 
-    async def _error(self, to: str, code: str, message: str, field: str | None = None) -> dict:
+    async def _error(
+        self, to: str, code: str, message: str, field: str | None = None
+    ) -> dict[str, Any]:
         event = {"type": "error", "code": code, "message": message, "field": field}
         await self._transport.send_data(event, topic=EVENTS_TOPIC, to=[to])
         return event

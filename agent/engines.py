@@ -43,6 +43,7 @@ from plugins.whisper import WhisperSTT
 from .conversation.budget import ContextBudget, estimate_tokens
 from .conversation.memory import MemoryStore, memory_store
 from .conversation.recall import SessionMemory
+from .endpoints import SpeechEndpoint, speech_client, speech_endpoint, transcription_endpoint
 from .log import logger
 from .metrics import FALLBACKS, INFERENCE_QUEUE_DELAY, INFERENCE_QUEUED
 from .resilience import CircuitBreaker, ResilientLLM
@@ -52,7 +53,8 @@ from .swappable import SwappableTTS, SwitchableNoiseFilter
 from .voice_agent import BackchannelRule
 
 if TYPE_CHECKING:
-    from .inference.client import Header, InferenceClient
+    from .inference.client import InferenceClient
+    from .inference.protocol import Header
 
 # livekit-agents' default (0.5 s) makes barge-in wait half a second of speech; 0.3 s still
 # ignores coughs and clicks. The VAD's own minimum (turn.min_speech, 0.25 s) would pause the
@@ -60,8 +62,16 @@ if TYPE_CHECKING:
 # p50 / p95 instead of 69 / 71, docs/benchmarks.md), but with it a room test's reply was
 # paused mid-sentence by a short sound once in two runs: kept at 0.3 s until that is found.
 BARGE_IN_MIN_SPEECH_S = 0.3
+# characters per second of speech assumed for a speech endpoint's clips (plain English
+# speaks at ~14-16 at rate 1.0; the higher figure errs short, as Piper's estimate does)
+ENDPOINT_CHARS_PER_SECOND = 18.0
 # the window assumed for an LLM_BASE_URL endpoint when LLM_CONTEXT_TOKENS does not say
 ENDPOINT_CONTEXT_TOKENS = 8192
+
+# the Engines class has properties named ``tts`` and ``llm``: inside it those names are
+# not the modules
+AnyTTS = tts.TTS[Any]
+AnyLLM = llm.LLM[Any]
 
 
 def turn_options(settings: Settings) -> HybridTurnOptions:
@@ -76,7 +86,7 @@ def turn_options(settings: Settings) -> HybridTurnOptions:
 
 def build_llm(
     settings: Settings, inference: InferenceClient | None = None, hello: Header | None = None
-) -> llm.LLM:
+) -> AnyLLM:
     """The embedded llama.cpp model (here, or in the shared inference process), or an
     OpenAI-compatible endpoint when one is set."""
     if settings.llm_base_url:
@@ -129,13 +139,13 @@ def sentence_tokenizer(settings: Settings) -> tokenize.SentenceTokenizer:
 
 
 def cached(
-    inner: PiperTTS,
+    inner: AnyTTS,
     store: ClipStore | None,
     tokenizer: tokenize.SentenceTokenizer | None = None,
     *,
     namespace: str | None = None,
     shared_sentences: frozenset[str] = frozenset(),
-) -> tts.TTS:
+) -> AnyTTS:
     if store is None:
         return inner
     return CachedTTS(
@@ -156,13 +166,21 @@ def _count_tts_fallback(ev: Any) -> None:
         logger.warning("TTS fallback: the next voice takes over", extra={"failed": ev.tts.label})
 
 
+class VoiceChain(tts.FallbackAdapter):
+    """A session's voice and the voice that takes over when it fails."""
+
+    def __init__(self, primary: AnyTTS, fallback: AnyTTS) -> None:
+        super().__init__([primary, fallback], sample_rate=primary.sample_rate)
+        self.primary = primary
+
+
 def clip_cache_of(voice: Any) -> CachedTTS | None:
     """The CachedTTS inside a session's voice slot / fallback chain, if any."""
     while voice is not None and not isinstance(voice, CachedTTS):
         if isinstance(voice, SwappableTTS):
             voice = voice.inner
-        elif isinstance(voice, tts.FallbackAdapter):
-            voice = voice._tts_instances[0]
+        elif isinstance(voice, VoiceChain):
+            voice = voice.primary
         else:
             return None
     return voice
@@ -182,7 +200,7 @@ class Engines:
         *,
         stt: WhisperSTT | None = None,
         piper: PiperTTS | None = None,
-        llm: llm.LLM | None = None,
+        llm: AnyLLM | None = None,
         turn_model: SmartTurnModel | None = None,
         clip_store: ClipStore | None = _UNSET,
         inference: InferenceClient | None = None,
@@ -192,7 +210,8 @@ class Engines:
         self.inference, self._hello = inference, hello or {}
         self._stt, self._piper, self._llm, self._turn_model = stt, piper, llm, turn_model
         self.clip_store = open_clip_store(settings) if clip_store is _UNSET else clip_store
-        self._tts: tts.TTS | None = None
+        self._tts: AnyTTS | None = None
+        self._speech: SpeechEndpoint | None = None
         self._espeak_tts: EspeakTTS | None = None
         self._espeak_missing = False
         self._created: set[str] = set()  # per-session models made so far: "vad", "noise"
@@ -222,15 +241,37 @@ class Engines:
         return cls(settings, inference=InferenceClient(address), hello=hello)
 
     def preload(self) -> None:
-        _ = self.stt, self.piper, self.llm, self.turn_batcher, self.tts
+        _ = self.stt, self.speech, self.llm, self.turn_batcher, self.tts
 
     def loaded(self) -> set[str]:
         """Which engines exist in this process (for tests and /readyz)."""
-        found = {"stt": self._stt, "tts": self._piper, "llm": self._llm, "turn": self._turn_batcher}
+        found = {
+            "stt": self._stt,
+            "tts": self._piper or self._speech,
+            "llm": self._llm,
+            "turn": self._turn_batcher,
+        }
         return {name for name, engine in found.items() if engine is not None}
+
+    def speech_models_here(self) -> set[str]:
+        """The speech models whose weights are in this process (not the inference
+        process's, not a serving engine's)."""
+        here = set()
+        if self._stt is not None and self._stt.whisper_model is not None:
+            here.add("stt")
+        if self._piper is not None and self._piper.piper_voice is not None:
+            here.add("tts")
+        return here
 
     @property
     def stt(self) -> WhisperSTT:
+        if self._stt is None and self.settings.stt_base_url:
+            s = self.settings
+            self._stt = WhisperSTT(
+                decoder=transcription_endpoint(s),
+                beam_size=s.stt_beam_size,
+                language=s.stt_language or None,
+            )
         if self._stt is None and self.inference is not None:
             from .inference.remote import RemoteDecoder
 
@@ -278,13 +319,42 @@ class Engines:
         return self._piper
 
     @property
-    def tts(self) -> tts.TTS:
+    def speech(self) -> AnyTTS:
+        """The voice engine: Piper (here or in the inference process), or the speech
+        endpoint at TTS_BASE_URL."""
+        if not self.settings.tts_base_url:
+            return self.piper
+        if self._speech is None:
+            self._speech = speech_endpoint(self.settings, speech_client(self.settings))
+        return self._speech
+
+    def speech_at(self, speed: float | None) -> AnyTTS:
+        """The voice engine at another speaking rate, sharing the loaded voice (or the
+        endpoint's connections)."""
+        if speed is None:
+            return self.speech
+        if self.settings.tts_base_url:
+            base = self.speech
+            assert isinstance(base, SpeechEndpoint)
+            return speech_endpoint(self.settings, base.client, speed)
+        return self.piper.with_speed(speed)
+
+    async def estimate_seconds(self, text: str, speed: float | None = None) -> float:
+        """How long ``text`` will speak: Piper counts its phonemes; for an endpoint, from
+        its characters (at a brisk rate, so the estimate errs on the short side)."""
+        if not self.settings.tts_base_url:
+            return await self.piper.estimate_seconds(text, speed)
+        rate = speed if speed is not None else self.settings.tts_speed
+        return len(speakable(text)) / (ENDPOINT_CHARS_PER_SECOND * rate)
+
+    @property
+    def tts(self) -> AnyTTS:
         """The shared voice behind the clip cache."""
         if self._tts is None:
-            self._tts = cached(self.piper, self.clip_store, sentence_tokenizer(self.settings))
+            self._tts = cached(self.speech, self.clip_store, sentence_tokenizer(self.settings))
         return self._tts
 
-    async def release_voice(self, voice: tts.TTS) -> None:
+    async def release_voice(self, voice: AnyTTS) -> None:
         """End a chain made by ``voice()``: a fallback adapter subscribes to the shared
         voices and would otherwise keep itself, and its session, alive."""
         if isinstance(voice, tts.FallbackAdapter):
@@ -303,7 +373,7 @@ class Engines:
             )
         return self._shared_sentences
 
-    def voice(self, speed: float | None, *, namespace: str | None = None) -> tts.TTS:
+    def voice(self, speed: float | None, *, namespace: str | None = None) -> AnyTTS:
         """The voice at ``speed`` (None: the configured one), behind the clip cache in
         ``namespace`` (the tenant; None: the shared one), with espeak-ng behind it when the
         voice fails (one chain per session: the adapter keeps per-instance availability)."""
@@ -311,7 +381,7 @@ class Engines:
             primary = self.tts
         else:
             primary = cached(
-                self.piper if speed is None else self.piper.with_speed(speed),
+                self.speech_at(speed),
                 self.clip_store,
                 sentence_tokenizer(self.settings),
                 namespace=namespace,
@@ -320,7 +390,7 @@ class Engines:
         fallback = self.fallback_voice()
         if fallback is None:
             return primary
-        chain = tts.FallbackAdapter([primary, fallback], sample_rate=primary.sample_rate)
+        chain = VoiceChain(primary, fallback)
         chain.on("tts_availability_changed", _count_tts_fallback)
         return chain
 
@@ -328,14 +398,14 @@ class Engines:
         """espeak-ng at the voice's rate (None when the binary is missing)."""
         if self._espeak_tts is None and not self._espeak_missing:
             try:
-                self._espeak_tts = EspeakTTS(sample_rate=self.piper.sample_rate)
+                self._espeak_tts = EspeakTTS(sample_rate=self.speech.sample_rate)
             except RuntimeError as e:  # no espeak-ng binary: no fallback voice, say so once
                 logger.warning("no fallback voice", extra={"error": str(e)})
                 self._espeak_missing = True
         return self._espeak_tts
 
     @property
-    def llm(self) -> llm.LLM:
+    def llm(self) -> AnyLLM:
         """The LLM behind a first-token timeout and a circuit breaker shared by every session
         of the process (it protects the endpoint, not one conversation)."""
         if self._llm is None:
@@ -477,7 +547,7 @@ class Engines:
             ),
             turn_handling={
                 "turn_detection": self.turn_detector(turn, pause_text),
-                "endpointing": turn.endpointing(),  # type: ignore[typeddict-item]
+                "endpointing": turn.endpointing(),
                 "interruption": {
                     "mode": "vad",
                     "min_duration": BARGE_IN_MIN_SPEECH_S,
@@ -527,8 +597,10 @@ class Engines:
         return AgentSession(
             llm=self.llm,
             vad=None,
-            stt=None,
-            tts=None,
+            # None (not NOT_GIVEN): no STT or TTS at all, where leaving them out would pick
+            # LiveKit Cloud's defaults; the stubs only allow NOT_GIVEN
+            stt=None,  # type: ignore[arg-type]
+            tts=None,  # type: ignore[arg-type]
             turn_handling={"turn_detection": "manual", "interruption": {"enabled": False}},
             session_close_transcript_timeout=0,
             user_away_timeout=None,  # a text relay's backend decides when a chat is over

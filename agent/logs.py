@@ -73,7 +73,7 @@ def _install_record_factory() -> None:
             k: v for k, v in structlog.contextvars.get_contextvars().items() if k in CONTEXT_KEYS
         }
         if context:
-            record._session_context = context
+            record.voice_session_context = context
         return record
 
     logging.setLogRecordFactory(factory)
@@ -119,7 +119,7 @@ def _drop_internal(
 ) -> MutableMapping[str, Any]:
     for key in ("_record", "_from_structlog"):
         event_dict.pop(key, None)
-    for key, value in (event_dict.pop("_session_context", None) or {}).items():
+    for key, value in (event_dict.pop("voice_session_context", None) or {}).items():
         event_dict.setdefault(key, value)
     return event_dict
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client import (
@@ -220,6 +220,15 @@ class GpuMemoryCollector(Collector):
         yield family
 
 
+class _ProcessMetrics(Collector):
+    """This process's default registry, as one collector of another registry."""
+
+    def collect(self) -> Iterable[Metric]:
+        from prometheus_client import REGISTRY
+
+        return REGISTRY.collect()
+
+
 def scrape_registry(extra: list[Collector] | None = None) -> CollectorRegistry | None:
     """The registry ``/metrics`` renders: every process's samples in multiprocess mode, the
     default registry otherwise (``None``), plus ``extra`` collectors."""
@@ -230,10 +239,7 @@ def scrape_registry(extra: list[Collector] | None = None) -> CollectorRegistry |
     if extra:
         if registry is None:
             registry = CollectorRegistry(auto_describe=True)
-            from prometheus_client import REGISTRY
-
-            for collector in list(REGISTRY._collector_to_names):
-                registry.register(collector)
+            registry.register(_ProcessMetrics())
         for collector in extra:
             registry.register(collector)
     return registry

@@ -2,7 +2,7 @@
 
 - :class:`CircuitBreaker`: after ``failures`` consecutive failures the LLM endpoint is not
   called for ``reset_after_s``; then one trial request decides whether it closes again.
-- :class:`ResilientLLM`: any ``llm.LLM`` behind a first-token timeout and the breaker. A
+- :class:`ResilientLLM`: any ``llm.LLM[Any]`` behind a first-token timeout and the breaker. A
   timeout, an error or an open breaker becomes a short spoken apology (a fixed sentence, so
   the clip cache serves it) and the session goes on with the next turn.
 
@@ -106,10 +106,10 @@ class CircuitBreaker:
             self._opened_at = self._clock()
 
 
-class ResilientLLM(llm.LLM):
+class ResilientLLM(llm.LLM[Any]):
     def __init__(
         self,
-        inner: llm.LLM,
+        inner: llm.LLM[Any],
         *,
         first_token_timeout_s: float = 10.0,
         breaker: CircuitBreaker | None = None,

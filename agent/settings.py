@@ -192,6 +192,23 @@ class Settings:
         group="Storage",
     )
     # --- engines -------------------------------------------------------------------------
+    stt_base_url: str = setting(
+        "",
+        "STT_BASE_URL",
+        "OpenAI-compatible transcription endpoint (vLLM serving Whisper, a faster-whisper "
+        "server), e.g. http://127.0.0.1:8000/v1: utterances are decoded there, the session "
+        "logic stays here. Empty: faster-whisper in this worker (or its inference process).",
+        group="Speech-to-text",
+    )
+    stt_remote_model: str = setting(
+        "whisper-1",
+        "STT_REMOTE_MODEL",
+        "Model name sent to STT_BASE_URL (vLLM: its served model name).",
+        group="Speech-to-text",
+    )
+    stt_api_key: str = setting(
+        "", "STT_API_KEY", "Bearer key for STT_BASE_URL.", secret=True, group="Speech-to-text"
+    )
     stt_model: str = setting(
         "",
         "STT_MODEL",
@@ -224,6 +241,23 @@ class Settings:
         "an utterance is padded to this or its length + 1 s, not always 30 s. 10 decodes "
         "2.7x faster on CPU for +0.03 WER on test speech (docs/benchmarks.md).",
         group="Speech-to-text",
+    )
+    tts_base_url: str = setting(
+        "",
+        "TTS_BASE_URL",
+        "OpenAI-compatible speech endpoint (/audio/speech), e.g. http://127.0.0.1:8880/v1. "
+        "Its clips go through the same clip cache. Empty: Piper in this worker (or its "
+        "inference process).",
+        group="Text-to-speech",
+    )
+    tts_remote_model: str = setting(
+        "tts-1", "TTS_REMOTE_MODEL", "Model name sent to TTS_BASE_URL.", group="Text-to-speech"
+    )
+    tts_remote_voice: str = setting(
+        "alloy", "TTS_REMOTE_VOICE", "Voice name sent to TTS_BASE_URL.", group="Text-to-speech"
+    )
+    tts_api_key: str = setting(
+        "", "TTS_API_KEY", "Bearer key for TTS_BASE_URL.", secret=True, group="Text-to-speech"
     )
     tts_voice: str = setting(
         "",
@@ -644,6 +678,13 @@ class Settings:
             raise SettingsError("GREETING and the idle lines must be at most 500 characters")
         if self.memory_max_messages < 1 or self.memory_ttl_s <= 0:
             raise SettingsError("MEMORY_MAX_MESSAGES must be at least 1, MEMORY_TTL_S positive")
+        for name, url in (
+            ("STT_BASE_URL", self.stt_base_url),
+            ("TTS_BASE_URL", self.tts_base_url),
+            ("LLM_BASE_URL", self.llm_base_url),
+        ):
+            if url and not url.startswith(("http://", "https://")):
+                raise SettingsError(f"{name} must be an http:// or https:// URL")
         if not 0 <= self.llm_threads <= 256:
             raise SettingsError("LLM_THREADS must be 0 (automatic) or between 1 and 256")
         if self.llm_context_tokens and self.llm_context_tokens < self.llm_max_tokens + 256:

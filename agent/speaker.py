@@ -29,7 +29,7 @@ from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIError, tokenize, tts
 
 from cache.tts import CachedTTS
 from plugins._common.text import speakable, split_long
-from plugins.piper.tts import MAX_SYNTHESIS_CHARS, PiperTTS
+from plugins.piper.tts import MAX_SYNTHESIS_CHARS
 
 from .engines import Engines
 from .log import logger
@@ -118,19 +118,18 @@ class Speaker:
 
     @property
     def sample_rate(self) -> int:
-        return self._engines.piper.sample_rate
+        return self._engines.speech.sample_rate
 
     async def prepare(self, text: str, speed: float | None) -> list[str]:
         """The units of ``text``; raises :class:`AudioTooLong` before any synthesis when it
         would speak for longer than the cap."""
-        predicted = await self._engines.piper.estimate_seconds(text, speed)
+        predicted = await self._engines.estimate_seconds(text, speed)
         if predicted > self.max_audio_s:
             raise AudioTooLong(predicted, self.max_audio_s)
         return units(text, self._tokenizer)
 
-    def _voice(self, tenant: str, speed: float | None) -> CachedTTS | PiperTTS:
-        piper = self._engines.piper
-        inner = piper if speed is None else piper.with_speed(speed)
+    def _voice(self, tenant: str, speed: float | None) -> CachedTTS | tts.TTS[Any]:
+        inner = self._engines.speech_at(speed)
         store = self._engines.clip_store
         if store is None:
             return inner
@@ -155,7 +154,7 @@ class Speaker:
             budget -= len(pcm)
             yield pcm
 
-    async def _unit_pcm(self, voice: CachedTTS | PiperTTS, unit: str) -> bytes:
+    async def _unit_pcm(self, voice: CachedTTS | tts.TTS[Any], unit: str) -> bytes:
         try:
             if isinstance(voice, CachedTTS):
                 chunks = [c async for c in voice.sentence_audio(unit, DEFAULT_API_CONNECT_OPTIONS)]
@@ -165,7 +164,7 @@ class Speaker:
             fallback = self._engines.fallback_voice()
             if fallback is None:
                 raise
-            logger.warning("speak: Piper failed, espeak-ng speaks", extra={"error": str(e)})
+            logger.warning("speak: the voice failed, espeak-ng speaks", extra={"error": str(e)})
             return await _collect(fallback, unit)
 
 

@@ -12,13 +12,13 @@ from typing import Any
 from livekit import rtc
 from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, tts
 
+from plugins.noise import NoiseFilter
+
 
 class SwitchableNoiseFilter(rtc.FrameProcessor[rtc.AudioFrame]):
     """A noise-filter slot: ``off`` passes frames through, otherwise the current filter."""
 
-    def __init__(
-        self, make: Callable[[str], rtc.FrameProcessor[rtc.AudioFrame] | None], name: str
-    ) -> None:
+    def __init__(self, make: Callable[[str], NoiseFilter | None], name: str) -> None:
         self._make = make
         self.name = name
         self._inner = make(name)
@@ -54,15 +54,15 @@ class SwitchableNoiseFilter(rtc.FrameProcessor[rtc.AudioFrame]):
             self._inner = None
 
 
-class SwappableTTS(tts.TTS):
+class SwappableTTS(tts.TTS[Any]):
     """A TTS slot. Streams are opened on the current engine; its metrics are re-emitted
     here, where the session listens."""
 
     def __init__(
         self,
-        inner: tts.TTS,
+        inner: tts.TTS[Any],
         *,
-        release: Callable[[tts.TTS], Awaitable[None]] | None = None,
+        release: Callable[[tts.TTS[Any]], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(
             capabilities=tts.TTSCapabilities(streaming=True),
@@ -73,17 +73,17 @@ class SwappableTTS(tts.TTS):
         # what ends a per-session engine when it is swapped out or the session closes: a
         # fallback chain subscribes to the shared voices and lives until it is closed
         self._release = release
-        self._retired: list[tts.TTS] = []
+        self._retired: list[tts.TTS[Any]] = []
         self._forward = lambda m: self.emit("metrics_collected", m)
         self._errors = lambda e: self.emit("error", e)
         inner.on("metrics_collected", self._forward)
         inner.on("error", self._errors)
 
     @property
-    def inner(self) -> tts.TTS:
+    def inner(self) -> tts.TTS[Any]:
         return self._inner
 
-    def swap(self, inner: tts.TTS) -> None:
+    def swap(self, inner: tts.TTS[Any]) -> None:
         if inner.sample_rate != self.sample_rate or inner.num_channels != self.num_channels:
             raise ValueError("a swapped TTS must keep the sample rate and channels")
         self._inner.off("metrics_collected", self._forward)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import Agent, AgentSession, llm, utils
+from livekit.agents import NOT_GIVEN, Agent, AgentSession, llm, utils
 from livekit.agents.voice import room_io
 from livekit.agents.voice.events import CloseEvent
 from livekit.agents.voice.io import AudioInput, AudioOutput
@@ -150,6 +150,11 @@ class VoiceManager(utils.EventEmitter[str]):
         self._closing = False
         self._states = AgentStates(room, lambda: len(self._sessions)) if room is not None else None
         self._permissions: ReplyTrackPermissions | None = None
+
+    @property
+    def engines(self) -> Engines:
+        """The models this manager's sessions run on."""
+        return self._engines
 
     @property
     def room_config(self) -> SessionConfig:
@@ -282,9 +287,9 @@ class VoiceManager(utils.EventEmitter[str]):
             # (the console's session is reached through its host: left to livekit-agents)
             start = session.start(
                 agent,
-                room=self._room,
+                room=self._room if self._room is not None else NOT_GIVEN,
                 room_options=room_options,
-                **({"session_host": False} if addressed else {}),
+                session_host=False if addressed else NOT_GIVEN,
             )
         # the session's tasks are created in this context and keep it: every record they
         # log carries the participant (room, tenant and job id come from the entrypoint)
@@ -341,12 +346,16 @@ class VoiceManager(utils.EventEmitter[str]):
             room_io = session.room_io
         except RuntimeError:  # the console: its terminal is the only participant
             return
-        session.off("agent_state_changed", room_io._on_agent_state_changed)
+        # RoomIO has no switch for publishing the agent's state to the whole room: its own
+        # handler is the only way to stop it (checked against livekit-agents 1.8)
+        session.off("agent_state_changed", room_io._on_agent_state_changed)  # noqa: SLF001
         session.on("agent_state_changed", self._states.listener(identity))
         session.on("user_input_transcribed", UserTranscripts(self._room, identity).on_transcribed)
         # the transcript follows the audio as it is played out, as RoomIO's would
+        audio_out = session.output.audio
+        assert audio_out is not None, "RoomIO gives every voice session an audio output"
         synchronizer = TranscriptSynchronizer(
-            next_in_chain_audio=session.output.audio,
+            next_in_chain_audio=audio_out,
             next_in_chain_text=ParticipantTranscript(self._room, identity),
         )
         session.output.audio = synchronizer.audio_output
@@ -389,7 +398,7 @@ class VoiceManager(utils.EventEmitter[str]):
             session.tts.swap(self._engines.voice(update.tts_speed, namespace=self._tenant))
         if update.turn is not None and entry.mode == "audio":
             session.update_options(
-                endpointing_opts=update.turn.endpointing(),  # type: ignore[arg-type]
+                endpointing_opts=update.turn.endpointing(),
                 # the same pause text: the session's STT streams keep publishing to it
                 turn_detection=self._engines.turn_detector(
                     update.turn, getattr(session.stt, "pause_text", None) or PauseText()
@@ -411,9 +420,9 @@ class VoiceManager(utils.EventEmitter[str]):
         handle = entry.session.generate_reply(user_input=text)
         await handle
         replies = [
-            item.text_content
+            reply
             for item in handle.chat_items
-            if getattr(item, "role", None) == "assistant" and item.text_content
+            if item.type == "message" and item.role == "assistant" and (reply := item.text_content)
         ]
         return " ".join(replies)
 

@@ -88,7 +88,7 @@ async def bench_stt(repeats: int, device: str) -> dict[str, object]:
         await stt.recognize(fr)
 
     async def raw() -> None:
-        segs, _ = stt._model.transcribe(
+        segs, _ = stt.whisper_model.transcribe(
             audio,
             language="en",
             beam_size=1,
@@ -101,8 +101,7 @@ async def bench_stt(repeats: int, device: str) -> dict[str, object]:
     await raw()
     p, r = await timed(plugin, repeats), await timed(raw, repeats)
     return {
-        "engine": f"stt faster-whisper tiny.en {stt._resolved.compute_type} "
-        f"({stt._resolved.device})",
+        "engine": f"stt faster-whisper tiny.en {stt.resolved.compute_type} ({stt.resolved.device})",
         "metric": f"decode {pcm.size / 16000:.1f}s of speech",
         "plugin_ms": median_ms(p),
         "raw_ms": median_ms(r),
@@ -122,7 +121,7 @@ async def bench_tts(repeats: int, device: str) -> dict[str, object]:
         await stream.aclose()
 
     async def raw() -> None:
-        next(iter(tts._voice.synthesize(REPLY)))
+        next(iter(tts.piper_voice.synthesize(REPLY)))
 
     await plugin()
     p, r = await timed(plugin, repeats), await timed(raw, repeats)
@@ -139,7 +138,7 @@ def raw_frame(f: object, state: object, inp: np.ndarray, out: np.ndarray) -> Non
     import ctypes
 
     fp = ctypes.POINTER(ctypes.c_float)
-    lib = f._lib  # type: ignore[attr-defined]
+    lib = f.native  # type: ignore[attr-defined]
     if f.name == "rnnoise":  # type: ignore[attr-defined]
         lib.rnnoise_process_frame(state, out.ctypes.data_as(fp), inp.ctypes.data_as(fp))
     else:
@@ -198,7 +197,7 @@ async def bench_turn(repeats: int, cache: Path) -> dict[str, object]:
         await stream.predict()
 
     async def raw() -> None:
-        model._session.run(None, {model._input: log_mel(audio)[None]})
+        model.run_bare(log_mel(audio)[None])
 
     await plugin()
     p, r = await timed(plugin, repeats), await timed(raw, repeats)
@@ -237,7 +236,7 @@ async def bench_llm(repeats: int, cache: Path) -> dict[str, object]:
     def raw() -> float:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": question()}]
         t = time.perf_counter()
-        gen = model._llama.create_chat_completion(messages=messages, stream=True, max_tokens=8)
+        gen = model.llama.create_chat_completion(messages=messages, stream=True, max_tokens=8)
         for part in gen:
             if part["choices"][0]["delta"].get("content"):
                 break

@@ -99,7 +99,7 @@ def build_engines(pipeline: str, cache: Path, address: str = "") -> Any:
             # StreamAdapter (added by the session for a non-streaming STT) decodes each VAD
             # segment whole; one shared model like ours
             self.naive_stt = WhisperSTT(
-                streaming=False, model_instance=engines.stt._model, device="cpu"
+                streaming=False, model_instance=engines.stt.whisper_model, device="cpu"
             )
 
         def session(self, config: Any = None, **_: Any) -> AgentSession[Any]:
@@ -146,7 +146,7 @@ async def run_pipeline(
         c = await Caller.join(manager, f"caller-{i}")
         for t in range(turns):
             await c.turn(speech[(i + t) % len(speech)])
-        after = manager._engines.settings.aec_warmup_s + 0.5
+        after = manager.engines.settings.aec_warmup_s + 0.5
         await c.barge_in(interrupt, after=after)
         return c
 

@@ -248,7 +248,7 @@ def main() -> None:
     logging.disable(logging.INFO)
     from plugins.piper import PiperTTS
 
-    piper = PiperTTS(use_cuda=False)._voice  # the packaged voice, for the corpus only
+    piper = PiperTTS(use_cuda=False).piper_voice  # the packaged voice, for the corpus only
     items = corpus(piper)
     rows = asyncio.run(score(items, args.cache))
     detectors = {

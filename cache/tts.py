@@ -1,4 +1,4 @@
-"""``CachedTTS``: puts any LiveKit ``tts.TTS`` behind the clip store, sentence by sentence.
+"""``CachedTTS``: puts any LiveKit ``tts.TTS[Any]`` behind the clip store, sentence by sentence.
 
 Text is split into sentences with the same tokenizer the session uses. For each sentence:
 
@@ -28,7 +28,7 @@ from typing import Any
 
 from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, tokenize, tts, utils
 
-from plugins._common.sentences import input_sentences
+from plugins._common.sentences import SentenceSynthesizeStream
 from plugins._common.text import speakable
 
 from .clip_file import Clip
@@ -48,7 +48,7 @@ class CacheLookup:
     hit: bool
 
 
-def tts_identity(inner: tts.TTS) -> dict[str, Any]:
+def tts_identity(inner: tts.TTS[Any]) -> dict[str, Any]:
     """What identifies the audio ``inner`` produces: its own ``options`` when it offers them
     (our plugins do: voice file digest, speed, noise scales, ...), else what LiveKit's base
     class knows. Put explicit ``config=`` on CachedTTS for a plugin whose settings matter
@@ -66,12 +66,12 @@ def tts_identity(inner: tts.TTS) -> dict[str, Any]:
     return base
 
 
-class CachedTTS(tts.TTS):
+class CachedTTS(tts.TTS[Any]):
     """A streaming TTS that serves sentences from the clip store and fills it on misses."""
 
     def __init__(
         self,
-        inner: tts.TTS,
+        inner: tts.TTS[Any],
         store: ClipStore,
         *,
         config: Mapping[str, Any] | None = None,
@@ -96,6 +96,10 @@ class CachedTTS(tts.TTS):
     @property
     def model(self) -> str:
         return self.inner.model
+
+    @property
+    def sentence_tokenizer(self) -> tokenize.SentenceTokenizer:
+        return self._tokenizer
 
     @property
     def provider(self) -> str:
@@ -213,14 +217,14 @@ class CachedChunkedStream(tts.ChunkedStream):
             mime_type="audio/pcm",
         )
         # nothing to pronounce: one empty sentence, answered with a short pause
-        sentences = self._cached._tokenizer.tokenize(speakable(self.input_text))
+        sentences = self._cached.sentence_tokenizer.tokenize(speakable(self.input_text))
         for sentence in sentences or [""]:
             async for pcm in self._cached.sentence_audio(sentence, self._conn_options):
                 output_emitter.push(pcm)
         output_emitter.flush()
 
 
-class CachedSynthesizeStream(tts.SynthesizeStream):
+class CachedSynthesizeStream(SentenceSynthesizeStream):
     def __init__(self, *, tts: CachedTTS, conn_options: APIConnectOptions) -> None:
         super().__init__(tts=tts, conn_options=conn_options)
         self._cached = tts
@@ -235,7 +239,7 @@ class CachedSynthesizeStream(tts.SynthesizeStream):
             stream=True,
         )
         output_emitter.start_segment(segment_id=request_id)
-        async for sentence in input_sentences(self, self._cached._tokenizer):
+        async for sentence in self.input_sentences(self._cached.sentence_tokenizer):
             async for pcm in self._cached.sentence_audio(sentence, self._conn_options):
                 output_emitter.push(pcm)
         output_emitter.end_segment()

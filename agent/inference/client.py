@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from livekit.agents import APIConnectionError
@@ -122,7 +122,7 @@ class InferenceClient:
 
     async def stream(
         self, op: str, header: Header | None = None, *, timeout_s: float = 30.0
-    ) -> AsyncIterator[Header]:
+    ) -> AsyncGenerator[Header, None]:
         """One request, a stream of pieces; leaving the loop early cancels the request."""
         conn, rid, queue = await self._send(op, header or {}, b"")
         finished = False

@@ -17,7 +17,8 @@ import threading
 
 from ..log import logger
 from ..settings import Settings
-from .client import Header, wait_ready
+from .client import wait_ready
+from .protocol import Header
 
 RESTART_PAUSE_MAX_S = 30.0
 
@@ -87,7 +88,7 @@ class InferenceHost:
                 wait_ready(
                     self.address,
                     self.settings.inference_start_timeout_s,
-                    alive=lambda p=proc: p.poll() is None,  # type: ignore[misc]
+                    alive=lambda p=proc: p.poll() is None,
                 )
                 logger.info("inference process back", extra={"pid": proc.pid})
                 pause = 1.0

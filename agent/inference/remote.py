@@ -2,7 +2,7 @@
 
 Each one plugs into the same livekit-agents plugin as the local model would
 (``WhisperSTT(decoder=...)``, ``PiperTTS(synthesizer=...)``,
-``SmartTurnDetector(batcher=...)``) or is a small ``llm.LLM``; the session code cannot tell
+``SmartTurnDetector(batcher=...)``) or is a small ``llm.LLM[Any]``; the session code cannot tell
 the difference, and everything per-session (VAD, noise filter, interim scheduling, sentence
 splitting, clip cache) stays in the job process.
 """
@@ -22,7 +22,8 @@ from plugins.llama.llm import _LLMOptions, text_messages
 from plugins.piper.tts import VoiceInfo
 from plugins.whisper.models import ResolvedModel
 
-from .client import Header, InferenceClient
+from .client import InferenceClient
+from .protocol import Header
 
 # a decode or a synthesis far longer than this means the inference process is stuck
 REQUEST_TIMEOUT_S = 30.0
@@ -84,7 +85,7 @@ class RemoteTurn:
         return float(reply["p"])
 
 
-class RemoteLLM(llm.LLM):
+class RemoteLLM(llm.LLM[Any]):
     """The embedded llama.cpp model of the inference process, streamed token by token."""
 
     def __init__(
@@ -128,6 +129,7 @@ class RemoteLLM(llm.LLM):
     ) -> RemoteLLMStream:
         return RemoteLLMStream(
             self,
+            client=self._client,
             chat_ctx=chat_ctx,
             tools=tools or [],
             conn_options=conn_options,
@@ -140,20 +142,21 @@ class RemoteLLMStream(llm.LLMStream):
         self,
         llm: RemoteLLM,
         *,
+        client: InferenceClient,
         chat_ctx: ChatContext,
         tools: list[Tool],
         conn_options: APIConnectOptions,
         opts: _LLMOptions,
     ) -> None:
         super().__init__(llm, chat_ctx=chat_ctx, tools=tools, conn_options=conn_options)
-        self._remote = llm
+        self._client = client
         self._opts = opts
 
     async def _run(self) -> None:
         request_id = utils.shortuuid()
         header = {"messages": text_messages(self._chat_ctx), "options": self._opts.to_dict()}
         # closing this stream (barge-in) leaves the loop, which cancels the generation there
-        pieces = self._remote._client.stream("llm", header, timeout_s=REQUEST_TIMEOUT_S)
+        pieces = self._client.stream("llm", header, timeout_s=REQUEST_TIMEOUT_S)
         async with aclosing(pieces):
             async for piece in pieces:
                 self._event_ch.send_nowait(

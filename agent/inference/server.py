@@ -25,6 +25,7 @@ import signal
 import socket
 import struct
 from contextlib import aclosing
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -189,31 +190,43 @@ class InferenceServer:
     def load(cls, settings: Settings) -> InferenceServer:
         """Load every model now, so that the first session finds them ready."""
         engines = Engines(settings, clip_store=None)
-        _ = engines.stt, engines.piper, engines.turn_batcher
+        # a stage on a serving engine (STT_BASE_URL, TTS_BASE_URL) is not loaded here: job
+        # processes call that engine themselves
+        if not settings.stt_base_url:
+            _ = engines.stt
+        if not settings.tts_base_url:
+            _ = engines.piper
+        _ = engines.turn_batcher
         served = None if settings.llm_base_url else build_llm(settings)
         return cls(settings, engines, served if isinstance(served, LlamaLLM) else None)
 
     def hello(self) -> Header:
         """What a job process needs to build its remote engines."""
-        resolved = self.engines.stt.resolved
-        piper = self.engines.piper
         return {
             "pid": os.getpid(),
-            "stt": {
-                "source": resolved.source,
-                "device": resolved.device,
-                "compute_type": resolved.compute_type,
-            },
-            "voice": {
-                "path": str(piper._model_path),
-                "config_path": str(piper._config_path) if piper._config_path else None,
-                "sample_rate": piper._info.sample_rate,
-                "num_speakers": piper._info.num_speakers,
-                "length_scale": piper._info.length_scale,
-                "espeak_voice": piper._info.espeak_voice,
-            },
+            "stt": None if self.settings.stt_base_url else self._stt_hello(),
+            "voice": None if self.settings.tts_base_url else self._voice_hello(),
             "llm": self.llm.model if self.llm else None,
             "llm_context_tokens": self.llm.context_tokens if self.llm else None,
+        }
+
+    def _stt_hello(self) -> Header:
+        resolved = self.engines.stt.resolved
+        return {
+            "source": resolved.source,
+            "device": resolved.device,
+            "compute_type": resolved.compute_type,
+        }
+
+    def _voice_hello(self) -> Header:
+        piper = self.engines.piper
+        return {
+            "path": str(piper.model_path),
+            "config_path": str(piper.config_path) if piper.config_path else None,
+            "sample_rate": piper.info.sample_rate,
+            "num_speakers": piper.info.num_speakers,
+            "length_scale": piper.info.length_scale,
+            "espeak_voice": piper.info.espeak_voice,
         }
 
     async def start(self, address: str) -> None:
@@ -286,7 +299,7 @@ class InferenceServer:
                     continue
                 job = asyncio.create_task(self._answer(rid, op, header, body, send))
                 running[rid] = job
-                job.add_done_callback(lambda _, rid=rid: running.pop(rid, None))
+                job.add_done_callback(partial(_forget, running, rid))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the job process went away: its requests go with it
         except ProtocolError as e:
@@ -333,6 +346,8 @@ class InferenceServer:
                 "turn_batches": getattr(turn, "batch_sizes", []),
                 "connections": len(self._connections),
             }, b""
+        if op in ("stt", "tts") and getattr(self.settings, f"{op}_base_url"):
+            raise BadRequest(f"this inference process serves no {op} ({op.upper()}_BASE_URL)")
         if op == "stt":
             audio = _float32(body, MAX_STT_SAMPLES)
             beam = header.get("beam_size", 1)
@@ -350,7 +365,7 @@ class InferenceServer:
             if not isinstance(text, str) or len(text) > MAX_TTS_CHARS:
                 raise BadRequest(f"text must be a string of at most {MAX_TTS_CHARS} characters")
             piper = self.engines.piper
-            options = tts_options(header.get("options", {}), piper._info.num_speakers)
+            options = tts_options(header.get("options", {}), piper.info.num_speakers)
             return {}, await piper.synthesize_with(text, options)
         raise BadRequest(f"unknown op {op!r}")
 
@@ -364,6 +379,10 @@ class InferenceServer:
         async with aclosing(pieces):
             async for piece in pieces:
                 yield piece
+
+
+def _forget(running: dict[int, asyncio.Task[None]], rid: int, _: asyncio.Task[None]) -> None:
+    running.pop(rid, None)
 
 
 async def _watch_parent(parent: int, stop: asyncio.Event) -> None:

@@ -26,7 +26,8 @@ def to_mono(samples: Float32Array) -> Float32Array:
         return samples
     if samples.shape[1] == 1:
         return samples[:, 0]
-    return samples.mean(axis=1, dtype=np.float32)
+    mono: Float32Array = samples.mean(axis=1, dtype=np.float32)
+    return mono
 
 
 def resample(samples: Float32Array, from_rate: int, to_rate: int) -> Float32Array:

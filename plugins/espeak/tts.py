@@ -7,6 +7,7 @@ import asyncio
 import io
 import shutil
 import wave
+from typing import Any
 
 import numpy as np
 from livekit.agents import (
@@ -23,7 +24,7 @@ from .._common.text import speakable
 ESPEAK_RATE = 22050
 
 
-class EspeakTTS(tts.TTS):
+class EspeakTTS(tts.TTS[Any]):
     def __init__(
         self, *, voice: str = "en-us", words_per_minute: int = 165, sample_rate: int = 22050
     ) -> None:

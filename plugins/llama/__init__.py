@@ -7,8 +7,9 @@ For a served model (vLLM, llama.cpp's server, any OpenAI-compatible endpoint) us
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from livekit.agents import Plugin, llm
+from livekit.agents import NOT_GIVEN, Plugin, llm
 
 # imported here, not lazily: LiveKit plugins register on import and only on the main thread
 from livekit.plugins import openai as _openai_plugin
@@ -33,17 +34,16 @@ def openai_compatible(
     api_key: str = "unused",
     temperature: float | None = None,
     timeout_s: float = 10.0,
-) -> llm.LLM:
+) -> llm.LLM[Any]:
     """An LLM for any OpenAI-compatible streaming endpoint (vLLM, llama.cpp server, …)."""
     import httpx2 as httpx  # the HTTP client livekit-plugins-openai is built on
 
-    extra: dict[str, float] = {} if temperature is None else {"temperature": temperature}
     return _openai_plugin.LLM(
         base_url=base_url,
         model=model,
         api_key=api_key,
         timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
-        **extra,
+        temperature=NOT_GIVEN if temperature is None else temperature,
     )
 
 

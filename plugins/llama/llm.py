@@ -1,4 +1,4 @@
-"""An embedded llama.cpp LLM as a livekit-agents ``llm.LLM``.
+"""An embedded llama.cpp LLM as a livekit-agents ``llm.LLM[Any]``.
 
 Tokens are generated in a worker thread and handed to the event loop one by one, so the
 first sentence reaches TTS while the model is still writing. Closing the stream (for
@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from dataclasses import asdict, dataclass, replace
@@ -101,7 +101,7 @@ def text_messages(chat_ctx: ChatContext) -> list[dict[str, str]]:
     return messages
 
 
-class LlamaLLM(llm.LLM):
+class LlamaLLM(llm.LLM[Any]):
     """llama.cpp in-process.
 
     Args:
@@ -147,6 +147,11 @@ class LlamaLLM(llm.LLM):
     @property
     def provider(self) -> str:
         return "llama.cpp"
+
+    @property
+    def llama(self) -> Any:
+        """The loaded ``llama_cpp.Llama`` (benchmarks compare the plugin with it)."""
+        return self._llama
 
     @property
     def context_tokens(self) -> int:
@@ -213,7 +218,9 @@ class LlamaLLM(llm.LLM):
             if content := delta.get("content"):
                 yield str(content)
 
-    async def pieces(self, messages: list[dict[str, str]], opts: _LLMOptions) -> AsyncIterator[str]:
+    async def pieces(
+        self, messages: list[dict[str, str]], opts: _LLMOptions
+    ) -> AsyncGenerator[str, None]:
         """``generate`` on the model's thread, its pieces handed to the event loop one by
         one; closing the iterator (barge-in) stops generation at the next token."""
         loop = asyncio.get_running_loop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from livekit import rtc
 from livekit.agents import Plugin
 
 from .auto import AutoNoiseFilter
@@ -14,11 +13,15 @@ from .log import logger
 from .rnnoise import RNNoiseFilter
 
 NoiseFilterName = Literal["off", "auto", "rnnoise", "deepfilternet"]
+# what ``create`` builds: RoomIO's ``rtc.FrameProcessor`` with public ``process``/``close``
+# for sessions outside RoomIO
+NoiseFilter = AutoNoiseFilter | Framed48kDenoiser
 
 __all__ = [
     "AutoNoiseFilter",
     "DeepFilterNetFilter",
     "Framed48kDenoiser",
+    "NoiseFilter",
     "NoiseFilterName",
     "RNNoiseFilter",
     "create",
@@ -26,7 +29,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def create(name: NoiseFilterName) -> rtc.FrameProcessor[rtc.AudioFrame] | None:
+def create(name: str) -> NoiseFilter | None:
     """Build a filter by name; ``"off"`` returns ``None``. Load failures raise."""
     if name == "off":
         return None

@@ -126,6 +126,11 @@ class Framed48kDenoiser(rtc.FrameProcessor[rtc.AudioFrame]):
             self._free_state(ch.state)
         self._channels = []
 
+    @property
+    def native(self) -> Any:
+        """The engine's ctypes library (benchmarks call it on bare frames)."""
+        return getattr(self, "_lib", None)
+
     def process(self, frame: rtc.AudioFrame) -> rtc.AudioFrame:
         """Public entry for callers outside RoomIO (in-process sessions, tests)."""
         return self._process(frame)

@@ -1,4 +1,4 @@
-"""Text-to-speech on Piper (VITS on onnxruntime) as a livekit-agents ``tts.TTS``.
+"""Text-to-speech on Piper (VITS on onnxruntime) as a livekit-agents ``tts.TTS[Any]``.
 
 ``stream()`` splits the incoming LLM text into sentences and synthesizes each one as soon as
 it is complete, so the first sentence plays while the LLM is still writing the rest.
@@ -33,7 +33,7 @@ from piper import PiperVoice, SynthesisConfig
 
 from .._common.errors import ModelLoadError
 from .._common.executor import in_executor
-from .._common.sentences import input_sentences
+from .._common.sentences import SentenceSynthesizeStream
 from .._common.text import speakable, split_long
 from .log import logger
 
@@ -135,7 +135,7 @@ PHONEMES_PER_SECOND = 21.0
 MAX_SYNTHESIS_CHARS = 240
 
 
-class PiperTTS(tts.TTS):
+class PiperTTS(tts.TTS[Any]):
     """Piper text-to-speech.
 
     Args:
@@ -234,6 +234,31 @@ class PiperTTS(tts.TTS):
         return self._use_cuda
 
     @property
+    def piper_voice(self) -> PiperVoice | None:
+        """The loaded voice (None when synthesis happens in another process)."""
+        return self._voice
+
+    @property
+    def info(self) -> VoiceInfo:
+        return self._info
+
+    @property
+    def model_path(self) -> Path:
+        return self._model_path
+
+    @property
+    def config_path(self) -> Path | None:
+        return self._config_path
+
+    @property
+    def sentence_tokenizer(self) -> tokenize.SentenceTokenizer:
+        return self._sentence_tokenizer
+
+    def current_options(self) -> _TTSOptions:
+        """A copy of the options now: a stream keeps the speed it started with."""
+        return replace(self._opts)
+
+    @property
     def options(self) -> dict[str, object]:
         """The settings that change the audio: part of a clip-cache key."""
         return {
@@ -317,7 +342,7 @@ class PiperTTS(tts.TTS):
         # failure: livekit-agents treats a stream without audio as a broken voice
         return pcm or bytes(2 * self.sample_rate * PAUSE_MS // 1000)
 
-    async def _synthesize(self, text: str, opts: _TTSOptions) -> bytes:
+    async def synthesize_sentence(self, text: str, opts: _TTSOptions) -> bytes:
         if self._synthesizer is not None:  # errors are the synthesizer's, already APIErrors
             # in pieces, as a local voice does: each request stays small for the server
             pieces = split_long(speakable(text), MAX_SYNTHESIS_CHARS) or [text]
@@ -331,7 +356,7 @@ class PiperTTS(tts.TTS):
     async def synthesize_with(self, text: str, options: dict[str, Any]) -> bytes:
         """Synthesis with the options another process's ``VoiceSynthesizer`` sent
         (unknown option names raise ``TypeError``)."""
-        return await self._synthesize(text, _TTSOptions(**options))
+        return await self.synthesize_sentence(text, _TTSOptions(**options))
 
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
@@ -364,7 +389,7 @@ class PiperChunkedStream(tts.ChunkedStream):
     def __init__(self, *, tts: PiperTTS, input_text: str, conn_options: APIConnectOptions) -> None:
         super().__init__(tts=tts, input_text=input_text, conn_options=conn_options)
         self._piper = tts
-        self._opts = replace(tts._opts)
+        self._opts = tts.current_options()
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         output_emitter.initialize(
@@ -375,17 +400,17 @@ class PiperChunkedStream(tts.ChunkedStream):
         )
         # one synthesis per sentence so the first sentence is pushed before the rest is done
         # nothing to pronounce: one empty sentence, answered with a short pause
-        sentences = self._piper._sentence_tokenizer.tokenize(speakable(self.input_text))
+        sentences = self._piper.sentence_tokenizer.tokenize(speakable(self.input_text))
         for sentence in sentences or [""]:
-            output_emitter.push(await self._piper._synthesize(sentence, self._opts))
+            output_emitter.push(await self._piper.synthesize_sentence(sentence, self._opts))
         output_emitter.flush()
 
 
-class PiperSynthesizeStream(tts.SynthesizeStream):
+class PiperSynthesizeStream(SentenceSynthesizeStream):
     def __init__(self, *, tts: PiperTTS, conn_options: APIConnectOptions) -> None:
         super().__init__(tts=tts, conn_options=conn_options)
         self._piper = tts
-        self._opts = replace(tts._opts)
+        self._opts = tts.current_options()
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         request_id = utils.shortuuid()
@@ -397,6 +422,6 @@ class PiperSynthesizeStream(tts.SynthesizeStream):
             stream=True,
         )
         output_emitter.start_segment(segment_id=request_id)
-        async for sentence in input_sentences(self, self._piper._sentence_tokenizer):
-            output_emitter.push(await self._piper._synthesize(sentence, self._opts))
+        async for sentence in self.input_sentences(self._piper.sentence_tokenizer):
+            output_emitter.push(await self._piper.synthesize_sentence(sentence, self._opts))
         output_emitter.end_segment()

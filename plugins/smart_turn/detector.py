@@ -21,12 +21,12 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol, TypedDict
 
 import numpy as np
 import soxr
 from livekit import rtc
-from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
+from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, EndpointingOptions
 from livekit.agents.language import LanguageCode
 from livekit.agents.voice.turn import TurnDetectionEvent
 
@@ -37,6 +37,13 @@ from .features import SAMPLE_RATE, WINDOW_SAMPLES
 from .log import logger
 from .model import SmartTurnModel
 from .text import TextVerdict
+
+
+class VADOptions(TypedDict):
+    """The keyword arguments of ``silero.VAD.load`` / ``update_options`` a policy sets."""
+
+    min_speech_duration: float
+    min_silence_duration: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +93,11 @@ class HybridTurnOptions:
         if self.text_wait >= self.prediction_timeout:
             raise ValueError("text_wait must be shorter than prediction_timeout")
 
-    def vad_options(self) -> dict[str, float]:
+    def vad_options(self) -> VADOptions:
         """Keyword arguments for ``silero.VAD.load`` that implement the pause and minimum."""
         return {"min_speech_duration": self.min_speech, "min_silence_duration": self.decision_pause}
 
-    def endpointing(self) -> dict[str, Any]:
+    def endpointing(self) -> EndpointingOptions:
         """The session's ``turn_handling["endpointing"]`` for this policy."""
         return {"mode": "fixed", "min_delay": self.min_delay, "max_delay": self.silence_timeout}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -43,6 +44,11 @@ class SmartTurnModel:
         self._input = self._session.get_inputs()[0].name
         self._lock = threading.Lock()
         self.path = model_path
+
+    def run_bare(self, features: np.ndarray) -> Any:
+        """One ONNX run on prepared features, without this class's lock or scoring: for
+        benchmarks that compare the plugin with the bare engine."""
+        return self._session.run(None, {self._input: features})
 
     @classmethod
     def from_cache(cls, cache_dir: Path, **kwargs: bool | int) -> SmartTurnModel:

@@ -39,7 +39,7 @@ class ResolvedModel:
     """The concrete choice made for ``model``/``device``/``compute_type``."""
 
     source: str
-    device: Literal["cuda", "cpu"]
+    device: Literal["cuda", "cpu", "remote"]  # remote: decoded by a serving engine
     compute_type: str
 
 

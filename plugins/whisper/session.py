@@ -1,13 +1,13 @@
 """One session's view of the process's shared ``WhisperSTT``.
 
 Every session decodes on the same model (one batcher, one thread), but each needs its own
-``stt.STT`` object: its streams hand their pause text to that session's turn detector, and
+``stt.STT[Any]`` object: its streams hand their pause text to that session's turn detector, and
 its metrics and errors reach that session's listeners only. Closing it never closes the
 shared model."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, stt
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .stt import WhisperSTT
 
 
-class SessionSTT(stt.STT):
+class SessionSTT(stt.STT[Any]):
     def __init__(self, whisper: WhisperSTT, pause_text: PauseText) -> None:
         super().__init__(capabilities=whisper.capabilities)
         self._whisper = whisper

@@ -22,10 +22,11 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from livekit.agents import APIConnectOptions, stt, utils
+from livekit.agents.language import LanguageCode
 
 from .._common.audio import Float32Array, frame_to_float, to_mono
 from .._common.pause_text import PauseText
@@ -132,7 +133,7 @@ class WhisperRecognizeStream(stt.RecognizeStream):
     def __init__(
         self,
         *,
-        stt: stt.STT,
+        stt: stt.STT[Any],
         whisper: WhisperSTT,
         opts: _STTOptions,
         conn_options: APIConnectOptions,
@@ -275,7 +276,9 @@ class WhisperRecognizeStream(stt.RecognizeStream):
             stt.SpeechEvent(
                 type=stt.SpeechEventType.INTERIM_TRANSCRIPT,
                 request_id=self._request_id,
-                alternatives=[stt.SpeechData(language=self._opts.language or "", text=text)],
+                alternatives=[
+                    stt.SpeechData(language=LanguageCode(self._opts.language or ""), text=text)
+                ],
             )
         )
 

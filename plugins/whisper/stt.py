@@ -1,4 +1,4 @@
-"""Speech-to-text on faster-whisper, in-process, as a livekit-agents ``stt.STT``.
+"""Speech-to-text on faster-whisper, in-process, as a livekit-agents ``stt.STT[Any]``.
 
 Two ways to use it:
 
@@ -21,7 +21,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from livekit.agents import (
     DEFAULT_API_CONNECT_OPTIONS,
@@ -30,6 +30,7 @@ from livekit.agents import (
     stt,
     utils,
 )
+from livekit.agents.language import LanguageCode
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import AudioBuffer, is_given
 
@@ -68,7 +69,7 @@ class _STTOptions:
     vad_filter: bool
 
 
-class WhisperSTT(stt.STT):
+class WhisperSTT(stt.STT[Any]):
     """faster-whisper speech-to-text.
 
     Args:
@@ -157,6 +158,12 @@ class WhisperSTT(stt.STT):
     @property
     def model(self) -> str:
         return Path(self._resolved.source).name
+
+    @property
+    def whisper_model(self) -> Any:
+        """The loaded faster-whisper model (None when decoding happens elsewhere): for
+        benchmarks that compare this plugin with the bare engine."""
+        return self._model
 
     @property
     def provider(self) -> str:
@@ -254,7 +261,7 @@ class WhisperSTT(stt.STT):
 
     def stream_for(
         self,
-        owner: stt.STT,
+        owner: stt.STT[Any],
         *,
         pause_text: PauseText | None = None,
         language: NotGivenOr[str] = NOT_GIVEN,
@@ -287,7 +294,9 @@ def final_event(
         type=stt.SpeechEventType.FINAL_TRANSCRIPT,
         request_id=request_id,
         alternatives=[
-            stt.SpeechData(language=language or "", text=text, confidence=1.0 if text else 0.0)
+            stt.SpeechData(
+                language=LanguageCode(language or ""), text=text, confidence=1.0 if text else 0.0
+            )
         ],
         recognition_usage=stt.RecognitionUsage(audio_duration=duration),
     )

@@ -96,3 +96,13 @@ def test_llm_threads_setting_is_bounded() -> None:
     with pytest.raises(SettingsError, match="LLM_THREADS"):
         Settings(llm_threads=-1).validate()
     Settings(llm_threads=2).validate()
+
+
+def test_serving_engine_urls_must_be_http() -> None:
+    from agent.settings import Settings, SettingsError
+
+    for key in ("stt_base_url", "tts_base_url", "llm_base_url"):
+        extra = {"llm_model": "m"} if key == "llm_base_url" else {}
+        with pytest.raises(SettingsError, match=key.upper()):
+            Settings(**{key: "file:///etc/passwd"}, **extra).validate()
+        Settings(**{key: "http://127.0.0.1:8000/v1"}, **extra).validate()
