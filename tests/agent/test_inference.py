@@ -80,7 +80,7 @@ async def test_every_engine_answers_through_the_shared_process(
     assert texts == [whisper_stt.transcribe_array(a) for a in audio]
     p = await engines.turn_batcher.predict(audio[0])
     assert 0.0 <= p <= 1.0
-    pcm = await engines.piper._synthesize("Hello there.", engines.piper._opts)
+    pcm = await engines.piper.synthesize_sentence("Hello there.", engines.piper.current_options())
     assert len(pcm) > engines.piper.sample_rate  # > 0.5 s of 16-bit audio
     assert np.abs(np.frombuffer(pcm, np.int16)).max() > 1000
     from livekit.agents import llm

@@ -122,8 +122,8 @@ async def test_clips_are_per_tenant_and_private(speech_engines: Engines) -> None
         speech_engines.voice(None, namespace="acme"),
         speech_engines.voice(None, namespace="globex"),
     )
-    cached_a = voice_a if isinstance(voice_a, CachedTTS) else voice_a._tts_instances[0]
-    cached_b = voice_b if isinstance(voice_b, CachedTTS) else voice_b._tts_instances[0]
+    cached_a = voice_a if isinstance(voice_a, CachedTTS) else voice_a.primary
+    cached_b = voice_b if isinstance(voice_b, CachedTTS) else voice_b.primary
     assert cached_a.key("Welcome to the hotel.") == cached_b.key("Welcome to the hotel.")
     assert cached_a.key(said_to_a) != cached_b.key(said_to_a)
     # files: owner only
