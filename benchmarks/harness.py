@@ -27,10 +27,10 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.probe import TurnProbe  # noqa: E402
-from agent.sim_io import PacedAudioInput, RecordingAudioOutput  # noqa: E402
-from agent.simulate import read_wav_16k, voice_to_voice_ms  # noqa: E402
-from agent.voice_manager import ParticipantSession, SessionIO, VoiceManager  # noqa: E402
+from agent.session.voice_manager import ParticipantSession, SessionIO, VoiceManager  # noqa: E402
+from agent.sim.io import PacedAudioInput, RecordingAudioOutput  # noqa: E402
+from agent.sim.probe import TurnProbe  # noqa: E402
+from agent.sim.simulate import read_wav_16k, voice_to_voice_ms  # noqa: E402
 
 QUESTIONS = [
     "What time does the restaurant open tomorrow?",

@@ -73,7 +73,7 @@ def build_engines(pipeline: str, cache: Path, address: str = "") -> Any:
     from livekit.agents import AgentSession
     from livekit.plugins import silero
 
-    from agent.engines import Engines
+    from agent.models.engines import Engines
     from agent.settings import Settings
     from plugins.whisper import WhisperSTT
 
@@ -123,7 +123,7 @@ async def run_pipeline(
     first: int = 0,
     wait_for_go: bool = False,
 ) -> dict[str, Any]:
-    from agent.voice_manager import VoiceManager
+    from agent.session.voice_manager import VoiceManager
 
     engines = build_engines(pipeline, cache, address)
     speech = [espeak_16k(q) for q in QUESTIONS]

@@ -49,9 +49,9 @@ def _tree_memory(pids: list[int]) -> dict[str, float]:
 async def child(mode: str, address: str, cache: str) -> None:
     """One job process: build the engines as the worker's setup does, run one session's
     voice turn, report, then hold still until told to exit."""
-    from agent.engines import Engines
+    from agent.models.engines import Engines
+    from agent.session.voice_manager import VoiceManager
     from agent.settings import Settings
-    from agent.voice_manager import VoiceManager
     from benchmarks.harness import QUESTIONS, Caller, espeak_16k
 
     settings = Settings.from_env(

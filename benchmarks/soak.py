@@ -29,9 +29,9 @@ BOUNDS = {"rss_mb": 40.0, "fds": 4, "threads": 2, "tasks": 2}
 
 
 async def soak(duration: float, at_once: int, cache: Path, warmup_rounds: int) -> dict[str, object]:
-    from agent.engines import Engines
+    from agent.models.engines import Engines
+    from agent.session.voice_manager import VoiceManager
     from agent.settings import Settings
-    from agent.voice_manager import VoiceManager
 
     # a fixed seed: a question gets the same reply each round, so after the warm-up no new
     # input length can grow an engine's memory arena to a new peak (that is not a leak)

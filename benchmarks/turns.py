@@ -100,7 +100,7 @@ def say(text: str, voice: tuple[str, str, float], piper: object) -> np.ndarray:
             import subprocess
             import tempfile
 
-            from agent.simulate import read_wav_16k
+            from agent.sim.simulate import read_wav_16k
 
             with tempfile.TemporaryDirectory() as tmp:
                 wav = Path(tmp) / "s.wav"
@@ -147,7 +147,7 @@ def corpus(piper: object) -> list[Item]:
 
 
 async def score(items: list[Item], cache: Path) -> list[dict[str, object]]:
-    from agent.engines import Engines
+    from agent.models.engines import Engines
     from agent.settings import Settings
 
     engines = Engines.load(Settings(cache_path=cache))

@@ -104,7 +104,7 @@ def llama_instance(cache_dir: Path) -> object:
 @pytest.fixture(scope="session")
 def engines(cache_dir: Path, whisper_stt, piper_tts, smart_turn_model, llama_instance) -> object:
     """The worker's Engines built on the session's shared models (CPU, short replies)."""
-    from agent.engines import Engines
+    from agent.models.engines import Engines
     from agent.settings import Settings
     from plugins.llama import LlamaLLM
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from livekit.agents import AgentSession
 
-from ..log import logger
-from ..metrics import IDLE_PROMPTS
-from ..settings import Settings
+from agent.log import logger
+from agent.obs.metrics import IDLE_PROMPTS
+from agent.settings import Settings
 
 IDLE_REASON = "caller idle"
 

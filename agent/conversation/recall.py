@@ -16,11 +16,11 @@ from typing import Any
 
 from livekit.agents import llm
 
-from ..log import logger
-from ..metrics import MEMORY_OPERATIONS
-from .budget import ContextBudget
-from .memory import MAX_SUMMARY_CHARS, MemoryStore, Remembered, remembered_from
-from .summary import summarize
+from agent.conversation.budget import ContextBudget
+from agent.conversation.memory import MAX_SUMMARY_CHARS, MemoryStore, Remembered, remembered_from
+from agent.conversation.summary import summarize
+from agent.log import logger
+from agent.obs.metrics import MEMORY_OPERATIONS
 
 SUMMARY_TIMEOUT_S = 30.0
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from livekit.agents import llm
 
-from ..log import logger
-from .budget import ContextBudget, ContextWindow
+from agent.conversation.budget import ContextBudget, ContextWindow
+from agent.log import logger
 
 PROMPT = (
     "Summarize the conversation below between a user and an assistant in at most three "

@@ -15,10 +15,10 @@ import sys
 import tempfile
 import threading
 
-from ..log import logger
-from ..settings import Settings
-from .client import wait_ready
-from .protocol import Header
+from agent.inference.client import wait_ready
+from agent.inference.protocol import Header
+from agent.log import logger
+from agent.settings import Settings
 
 RESTART_PAUSE_MAX_S = 30.0
 

@@ -18,7 +18,7 @@ import json
 import struct
 from typing import Any
 
-from .. import json_input
+from agent import json_input
 
 _LENGTHS = struct.Struct("!II")
 # Sized to the largest legitimate frame, so a hostile peer cannot make the reader buffer

@@ -18,12 +18,11 @@ from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, llm, 
 from livekit.agents.llm import ChatContext, Tool
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
+from agent.inference.client import InferenceClient
+from agent.inference.protocol import Header
 from plugins.llama.llm import _LLMOptions, text_messages
 from plugins.piper.tts import VoiceInfo
 from plugins.whisper.models import ResolvedModel
-
-from .client import InferenceClient
-from .protocol import Header
 
 # a decode or a synthesis far longer than this means the inference process is stuck
 REQUEST_TIMEOUT_S = 30.0

@@ -32,14 +32,7 @@ from typing import Any
 import numpy as np
 from livekit.agents import APIStatusError
 
-from plugins.llama import LlamaLLM
-
-from ..engines import Engines, build_llm
-from ..log import logger
-from ..metrics import INFERENCE_REFUSED
-from ..resilience import is_request_fault
-from ..settings import Settings
-from .protocol import (
+from agent.inference.protocol import (
     MAX_REQUEST_BODY_BYTES,
     Header,
     ProtocolError,
@@ -47,6 +40,12 @@ from .protocol import (
     read_frame,
     socket_path,
 )
+from agent.log import logger
+from agent.models.engines import Engines, build_llm
+from agent.models.resilience import is_request_fault
+from agent.obs.metrics import INFERENCE_REFUSED
+from agent.settings import Settings
+from plugins.llama import LlamaLLM
 
 # whisper's context: a longer utterance is a client bug, refused rather than decoded
 MAX_STT_SAMPLES = 30 * 16000

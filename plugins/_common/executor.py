@@ -3,7 +3,7 @@ measuring how long calls wait there.
 
 The wait between submitting a call and a thread starting it is the inference queue delay:
 the first thing that grows when an engine is saturated, well before latency figures show it.
-The worker's load function reads it (agent/load.py) to stop taking jobs in time.
+The worker's load function reads it (agent/worker/load.py) to stop taking jobs in time.
 """
 
 from __future__ import annotations

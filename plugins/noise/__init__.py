@@ -42,7 +42,7 @@ def create(name: str) -> NoiseFilter | None:
     raise ValueError(f"unknown noise filter {name!r}: choose off, auto, rnnoise or deepfilternet")
 
 
-# set by the worker (agent/metrics.py) to count switches; plugins import no metrics
+# set by the worker (agent/obs/metrics.py) to count switches; plugins import no metrics
 SWITCH_COUNTER: Any = None
 
 

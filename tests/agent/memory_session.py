@@ -12,10 +12,10 @@ import asyncio
 import sys
 from pathlib import Path
 
-from agent.engines import Engines
-from agent.resilience import ResilientLLM
+from agent.models.engines import Engines
+from agent.models.resilience import ResilientLLM
+from agent.session.voice_manager import VoiceManager
 from agent.settings import Settings
-from agent.voice_manager import VoiceManager
 from plugins.llama import openai_compatible
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from agent.conversation.idle import IDLE_REASON, IdlePolicy
-from agent.metrics import IDLE_PROMPTS
-from agent.session_config import SessionConfig
-from agent.sim_io import PacedAudioInput, PlayoutSegment, RecordingAudioOutput
-from agent.voice_manager import SessionIO, VoiceManager
+from agent.obs.metrics import IDLE_PROMPTS
+from agent.session.config import SessionConfig
+from agent.session.voice_manager import SessionIO, VoiceManager
+from agent.sim.io import PacedAudioInput, PlayoutSegment, RecordingAudioOutput
 from plugins._common.audio import resample
 from tests.audio_fixtures import speak, trim_silence, wer
 

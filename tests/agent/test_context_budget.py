@@ -11,10 +11,10 @@ from livekit.agents import APIStatusError, llm
 
 from agent.conversation.budget import ContextBudget, ContextWindow, estimate_tokens
 from agent.conversation.summary import PROMPT
-from agent.engines import Engines
-from agent.resilience import APOLOGY, CircuitBreaker, ResilientLLM
+from agent.models.engines import Engines
+from agent.models.resilience import APOLOGY, CircuitBreaker, ResilientLLM
+from agent.session.voice_manager import VoiceManager
 from agent.settings import Settings
-from agent.voice_manager import VoiceManager
 from plugins.llama import LlamaLLM, openai_compatible
 from tests.chat_server import RecordingChatServer
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.control import ControlChannel
-from agent.engines import Engines, turn_options
-from agent.participant_policy import ParticipantPolicy
+from agent.models.engines import Engines, turn_options
+from agent.session.control import ControlChannel
+from agent.session.participant_policy import ParticipantPolicy
+from agent.session.transport import CHAT_TOPIC, EVENTS_TOPIC, RELAY_TOPIC, MemoryTransport
+from agent.session.voice_manager import SessionIO, VoiceManager
 from agent.settings import Settings
-from agent.sim_io import PacedAudioInput, RecordingAudioOutput
-from agent.transport import CHAT_TOPIC, EVENTS_TOPIC, RELAY_TOPIC, MemoryTransport
-from agent.voice_manager import SessionIO, VoiceManager
+from agent.sim.io import PacedAudioInput, RecordingAudioOutput
 from auth.limits import PARTICIPANT_CONFIG_KEYS
 from tests.audio_fixtures import speak, trim_silence, wer
 

@@ -11,11 +11,11 @@ import pytest
 from aiohttp import web
 from livekit.agents import APIConnectionError
 
-from agent.engines import Engines
-from agent.metrics import FALLBACKS
-from agent.resilience import APOLOGY, CircuitBreaker, ResilientLLM
+from agent.models.engines import Engines
+from agent.models.resilience import APOLOGY, CircuitBreaker, ResilientLLM
+from agent.obs.metrics import FALLBACKS
+from agent.session.voice_manager import VoiceManager
 from agent.settings import Settings
-from agent.voice_manager import VoiceManager
 from plugins.llama import openai_compatible
 
 

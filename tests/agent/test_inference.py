@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.engines import Engines
 from agent.inference.client import (
     InferenceClient,
     InferenceRequestError,
@@ -29,6 +28,7 @@ from agent.inference.client import (
 )
 from agent.inference.host import private_address
 from agent.inference.protocol import encode, socket_path
+from agent.models.engines import Engines
 from agent.settings import Settings
 from tests.audio_fixtures import speak, wer
 
@@ -118,7 +118,7 @@ def test_a_job_process_on_the_shared_process_loads_no_model(server: str, cache_d
     """What a worker's job process runs at setup and per session: no engine library."""
     code = f"""
 import sys, json
-from agent.engines import Engines
+from agent.models.engines import Engines
 from agent.settings import Settings
 engines = Engines.remote(Settings.from_env({{"CACHE_PATH": {str(cache_dir)!r}}}), {server!r})
 engines.preload()
@@ -220,7 +220,7 @@ async def test_a_voice_turn_with_barge_in_on_the_shared_engines(
 ) -> None:
     """The VoiceManager path a room runs (VAD, turn detector, STT, LLM, TTS, barge-in) with
     every model in the other process."""
-    from agent.voice_manager import VoiceManager
+    from agent.session.voice_manager import VoiceManager
     from benchmarks.harness import BARGE_IN, QUESTIONS, Caller, espeak_16k
 
     engines = Engines.remote(settings_for(cache_dir, CACHE_MAX_BYTES="0"), server)
@@ -361,8 +361,8 @@ async def test_the_http_api_speaks_through_the_inference_process(
     server: str, cache_dir: Path
 ) -> None:
     """Finding 2: under ``start`` /v1/speak loaded a second Piper in the main process."""
-    from agent.api_runtime import speech_engines
-    from agent.speaker import Speaker
+    from agent.http.runtime import speech_engines
+    from agent.http.speaker import Speaker
 
     engines = speech_engines(settings_for(cache_dir, INFERENCE_ADDRESS=server))
     speaker = Speaker(engines, max_audio_s=60)

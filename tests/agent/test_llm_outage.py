@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from livekit.agents import llm
 
-from agent.engines import Engines
-from agent.resilience import APOLOGY, ResilientLLM
+from agent.models.engines import Engines
+from agent.models.resilience import APOLOGY, ResilientLLM
+from agent.session.voice_manager import VoiceManager
 from agent.settings import Settings
-from agent.voice_manager import VoiceManager
 from plugins._common.assets import resolve
 from plugins.llama import SMOLLM2_135M, openai_compatible
 from tests.llm_server import free_port, start_llama_server

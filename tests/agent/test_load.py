@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from agent.load import QUEUE_HEADROOM, LoadSignals, published_queue_delay
+from agent.worker.load import QUEUE_HEADROOM, LoadSignals, published_queue_delay
 from plugins._common.executor import QUEUE_DELAYS, in_executor
 
 BUDGET = 0.2
@@ -64,7 +64,7 @@ async def test_full_is_reported_before_a_queued_call_waits_past_the_budget() -> 
 def test_the_main_process_reads_the_delay_job_processes_publish(tmp_path: Path) -> None:
     """The load function runs in the worker's main process; job processes publish."""
     script = (
-        "from agent.metrics import INFERENCE_QUEUE_DELAY\n"
+        "from agent.obs.metrics import INFERENCE_QUEUE_DELAY\n"
         "INFERENCE_QUEUE_DELAY.labels('whisper').set(0.42)\n"
         "import time; print('ready', flush=True); time.sleep(30)\n"
     )
@@ -111,7 +111,7 @@ async def test_the_queued_gauge_counts_requests_waiting_in_a_batcher(tmp_path: P
 
     import numpy as np
 
-    from agent.engines import Engines
+    from agent.models.engines import Engines
     from agent.settings import Settings
 
     release = threading.Event()

@@ -14,7 +14,6 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from livekit.agents import llm
 
-from agent.api_runtime import build_context
 from agent.conversation.memory import (
     REMEMBERED,
     RedisMemoryStore,
@@ -22,7 +21,8 @@ from agent.conversation.memory import (
     SqliteMemoryStore,
     remembered_from,
 )
-from agent.http_api import build_app
+from agent.http.api import build_app
+from agent.http.runtime import build_context
 from agent.settings import Settings
 from tests.auth.tokens import AUDIENCE, HS_SECRET, ISSUER, hs256
 from tests.chat_server import RecordingChatServer

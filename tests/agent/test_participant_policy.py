@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.control import ControlChannel
-from agent.dispatch import DispatchMetadata, MetadataError
-from agent.engines import Engines, turn_options
-from agent.participant_policy import MessageBudget, ParticipantPolicy
-from agent.session_config import SessionConfig
+from agent.models.engines import Engines, turn_options
+from agent.session.config import SessionConfig
+from agent.session.control import ControlChannel
+from agent.session.participant_policy import MessageBudget, ParticipantPolicy
+from agent.session.transport import EVENTS_TOPIC, RELAY_TOPIC, MemoryTransport
+from agent.session.voice_manager import VoiceManager
 from agent.settings import Settings
-from agent.transport import EVENTS_TOPIC, RELAY_TOPIC, MemoryTransport
-from agent.voice_manager import VoiceManager
+from agent.worker.dispatch import DispatchMetadata, MetadataError
 
 DEEP = "[" * 5000 + "]" * 5000  # fits every size limit; json.loads would recurse 5000 deep
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.assets import prewarm_clips
-from agent.engines import Engines, clip_cache_of
+from agent.models.assets import prewarm_clips
+from agent.models.engines import Engines, clip_cache_of
 from agent.settings import Settings
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.session_config import ConfigError, SessionConfig, parse_config
+from agent.session.config import ConfigError, SessionConfig, parse_config
 from plugins.smart_turn import HybridTurnOptions
 
 BASE = HybridTurnOptions()

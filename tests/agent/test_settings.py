@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.dispatch import DispatchMetadata, MetadataError
 from agent.settings import Settings, SettingsError, render_env_example, render_markdown
+from agent.worker.dispatch import DispatchMetadata, MetadataError
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -117,7 +117,7 @@ def test_simulate_text_file_runs_one_session_turn_by_turn(tmp_path: Path, cache_
 
 
 def test_text_file_turns_are_bounded(tmp_path: Path) -> None:
-    from agent.simulate import MAX_TURN_CHARS, TextFileError, read_text_turns
+    from agent.sim.simulate import MAX_TURN_CHARS, TextFileError, read_text_turns
 
     f = tmp_path / "t.txt"
     f.write_text("hello\n" + "x" * (MAX_TURN_CHARS + 1) + "\n", encoding="utf-8")

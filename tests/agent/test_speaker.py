@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.engines import Engines
+from agent.http.speaker import AudioTooLong, FairTurns, Speaker, units
+from agent.models.engines import Engines
 from agent.settings import Settings
-from agent.speaker import AudioTooLong, FairTurns, Speaker, units
 from cache.store import ClipStore
 from cache.tts import CachedTTS
 from plugins.piper.tts import MAX_SYNTHESIS_CHARS

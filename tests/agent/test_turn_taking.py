@@ -9,10 +9,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from agent.engines import Engines
-from agent.probe import TurnProbe
-from agent.sim_io import PacedAudioInput, RecordingAudioOutput
-from agent.voice_manager import SessionIO, VoiceManager
+from agent.models.engines import Engines
+from agent.session.voice_manager import SessionIO, VoiceManager
+from agent.sim.io import PacedAudioInput, RecordingAudioOutput
+from agent.sim.probe import TurnProbe
 from plugins.smart_turn.detector import combine
 from plugins.smart_turn.text import open_ending
 from tests.audio_fixtures import silence, speak, trim_silence, wer

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.probe import TurnProbe
-from agent.sim_io import PacedAudioInput, RecordingAudioOutput
-from agent.voice_manager import ParticipantSession, SessionIO, VoiceManager
+from agent.session.voice_manager import ParticipantSession, SessionIO, VoiceManager
+from agent.sim.io import PacedAudioInput, RecordingAudioOutput
+from agent.sim.probe import TurnProbe
 from tests.audio_fixtures import speak, trim_silence, wer
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.sim_io import PacedAudioInput, voiced_span
+from agent.sim.io import PacedAudioInput, voiced_span
 from tests.audio_fixtures import mix_at_snr, noise_like, silence, speak
 
 

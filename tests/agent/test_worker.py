@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.worker import EXIT_CONNECTION_FAILED
+from agent.worker.entry import EXIT_CONNECTION_FAILED
 from auth.grants import DispatchGrants
 from tests.fake_livekit import FakeLiveKit
 

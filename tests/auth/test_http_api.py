@@ -15,10 +15,10 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
-from agent.admission import dispatch_grants
-from agent.api_runtime import build_context
-from agent.http_api import MAX_BODY_BYTES, ROUTES, build_app, openapi_document
+from agent.http.api import MAX_BODY_BYTES, ROUTES, build_app, openapi_document
+from agent.http.runtime import build_context
 from agent.settings import Settings
+from agent.worker.admission import dispatch_grants
 from auth.errors import InvalidTokenError
 from tests.auth.tokens import AUDIENCE, HS_SECRET, ISSUER, hs256
 from tests.fake_livekit import FakeLiveKit

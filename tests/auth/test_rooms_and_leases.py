@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.admission import ANONYMOUS, DispatchCredentials, SessionLease
-from agent.dispatch import DispatchMetadata, MetadataError
 from agent.settings import Settings
+from agent.worker.admission import ANONYMOUS, DispatchCredentials, SessionLease
+from agent.worker.dispatch import DispatchMetadata, MetadataError
 from auth.backends import RedisLimitBackend, SqliteLimitBackend
 from auth.errors import InvalidRoomError, InvalidTokenError, RoomNotAllowedError
 from auth.grants import DispatchGrants

@@ -17,9 +17,9 @@ import pytest
 from livekit import rtc
 from livekit.agents.voice.io import AudioInput
 
-from agent.audio_input import SESSION_SAMPLE_RATE, NormalizedAudioInput
-from agent.sim_io import PacedAudioInput, RecordingAudioOutput
-from agent.voice_manager import SessionIO, VoiceManager
+from agent.session.audio_input import SESSION_SAMPLE_RATE, NormalizedAudioInput
+from agent.session.voice_manager import SessionIO, VoiceManager
+from agent.sim.io import PacedAudioInput, RecordingAudioOutput
 from tests.audio_fixtures import normalize, speak, trim_silence, wer
 
 QUESTION = "What is the weather like in Paris today?"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.engines import open_clip_store
+from agent.models.engines import open_clip_store
 from agent.settings import Settings
 from cache.clip_file import Clip
 from cache.store import ClipStore
@@ -55,7 +55,7 @@ async def test_a_full_cache_disk_loses_no_audio(small_fs: Path, piper_tts) -> No
 def test_a_read_only_cache_path_serves_hits_and_stores_nothing(small_fs: Path, piper_tts) -> None:
     import asyncio
 
-    from agent.engines import Engines
+    from agent.models.engines import Engines
 
     store = ClipStore(small_fs / "clips", max_bytes=1 << 20)
     store.put("ab" * 32, Clip(b"\x01\x00" * 10, 16000, 1))

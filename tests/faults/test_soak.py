@@ -33,8 +33,8 @@ async def test_ended_sessions_leave_nothing_attached_to_the_shared_engines(engin
     ends must let go, or every session ever held stays in memory (found by the soak)."""
     import gc
 
-    from agent.sim_io import PacedAudioInput, RecordingAudioOutput
-    from agent.voice_manager import SessionIO, VoiceManager
+    from agent.session.voice_manager import SessionIO, VoiceManager
+    from agent.sim.io import PacedAudioInput, RecordingAudioOutput
 
     manager = VoiceManager(engines, instructions="Answer briefly.")
     shared = [engines.tts, engines.fallback_voice()]

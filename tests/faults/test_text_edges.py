@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from agent.engines import Engines, clip_cache_of
+from agent.models.engines import Engines, clip_cache_of
 from agent.settings import Settings
 from plugins._common.text import speakable
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.dispatch import DispatchMetadata, MetadataError
-from agent.session_config import ConfigError, parse_config
+from agent.session.config import ConfigError, parse_config
+from agent.worker.dispatch import DispatchMetadata, MetadataError
 from auth.errors import InvalidTokenError
 from auth.tokens import TokenConfig, TokenVerifier
 from plugins.smart_turn import HybridTurnOptions
@@ -148,7 +148,7 @@ relay_inputs = st.one_of(
 @CASES
 @given(relay_inputs)
 def test_relay_messages(raw: Any) -> None:
-    from agent.control import ControlChannel
+    from agent.session.control import ControlChannel
 
     transport = _Transport()
     control = ControlChannel(None, transport, BASE_TURN)  # type: ignore[arg-type]
@@ -171,8 +171,8 @@ class _HttpHarness:
 
         from aiohttp.test_utils import TestClient, TestServer
 
-        from agent.api_runtime import build_context
-        from agent.http_api import build_app
+        from agent.http.api import build_app
+        from agent.http.runtime import build_context
         from agent.settings import Settings
 
         self.loop = asyncio.new_event_loop()
@@ -243,10 +243,10 @@ def test_a_bad_config_message_changes_no_session(raw: Any) -> None:
 
     from livekit.agents import llm
 
-    from agent.control import ControlChannel
-    from agent.engines import Engines
+    from agent.models.engines import Engines
+    from agent.session.control import ControlChannel
+    from agent.session.voice_manager import VoiceManager
     from agent.settings import Settings
-    from agent.voice_manager import VoiceManager
 
     try:
         update = parse_config(raw, BASE_TURN)

@@ -12,10 +12,10 @@ sys.path.insert(0, str(REPO))
 
 
 async def main(cache: str) -> None:
-    from agent.engines import Engines
+    from agent.models.engines import Engines
+    from agent.session.voice_manager import SessionIO, VoiceManager
     from agent.settings import Settings
-    from agent.sim_io import PacedAudioInput, RecordingAudioOutput
-    from agent.voice_manager import SessionIO, VoiceManager
+    from agent.sim.io import PacedAudioInput, RecordingAudioOutput
     from tests.audio_fixtures import speak, trim_silence
 
     settings = Settings(cache_path=Path(cache), llm_max_tokens=20, aec_warmup_s=0)

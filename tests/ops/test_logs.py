@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent import logs
-from agent.sim_io import PacedAudioInput, RecordingAudioOutput
-from agent.voice_manager import SessionIO, VoiceManager
+from agent.obs import logs
+from agent.session.voice_manager import SessionIO, VoiceManager
+from agent.sim.io import PacedAudioInput, RecordingAudioOutput
 from tests.audio_fixtures import speak, trim_silence
 from tests.auth.tokens import hs256
 

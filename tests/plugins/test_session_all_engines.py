@@ -10,9 +10,9 @@ import pytest
 from livekit.agents import Agent, AgentSession
 from livekit.plugins import silero
 
-from agent.audio_input import NormalizedAudioInput
-from agent.sim_io import PacedAudioInput, RecordingAudioOutput
-from agent.simulate import voice_to_voice_ms
+from agent.session.audio_input import NormalizedAudioInput
+from agent.sim.io import PacedAudioInput, RecordingAudioOutput
+from agent.sim.simulate import voice_to_voice_ms
 from tests.audio_fixtures import speak, trim_silence, wer
 
 QUESTION = "What is the weather like in Paris today?"

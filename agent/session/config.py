@@ -23,9 +23,8 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+from agent import json_input
 from plugins.smart_turn import HybridTurnOptions
-
-from . import json_input
 
 MAX_CONFIG_BYTES = 16 * 1024
 MAX_GREETING_CHARS = 500

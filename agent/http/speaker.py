@@ -27,13 +27,12 @@ from typing import Any
 
 from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIError, tokenize, tts
 
+from agent.log import logger
+from agent.models.engines import Engines
+from agent.obs.metrics import SPEAK_TRUNCATED
 from cache.tts import CachedTTS
 from plugins._common.text import speakable, split_long
 from plugins.piper.tts import MAX_SYNTHESIS_CHARS
-
-from .engines import Engines
-from .log import logger
-from .metrics import SPEAK_TRUNCATED
 
 
 class AudioTooLong(Exception):

@@ -25,18 +25,17 @@ from typing import Any
 
 from aiohttp import web
 
+from agent import __version__, json_input
+from agent.conversation.memory import MAX_IDENTITY_CHARS, MemoryStore, MemoryUnavailableError
+from agent.http.speaker import AudioTooLong, Speaker, wav_header
+from agent.obs.metrics import render
+from agent.settings import Settings
+from agent.worker.dispatch import DispatchMetadata, MetadataError
 from auth.errors import AuthError, InvalidTokenError
 from auth.grants import DispatchGrants
 from auth.limits import Limiter
 from auth.rooms import ROOM_NAME, check_room
 from auth.tokens import Identity, TokenVerifier
-
-from . import __version__, json_input
-from .conversation.memory import MAX_IDENTITY_CHARS, MemoryStore, MemoryUnavailableError
-from .dispatch import DispatchMetadata, MetadataError
-from .metrics import render
-from .settings import Settings
-from .speaker import AudioTooLong, Speaker, wav_header
 
 logger = logging.getLogger("agent.http")
 MAX_BODY_BYTES = 64 * 1024

@@ -21,10 +21,9 @@ import soxr
 from livekit import rtc
 from livekit.agents.voice.io import AudioInput
 
+from agent.log import logger
+from agent.obs.metrics import AUDIO_FRAMES_DROPPED
 from plugins._common.audio import Float32Array, frame_to_float, to_mono
-
-from .log import logger
-from .metrics import AUDIO_FRAMES_DROPPED
 
 SESSION_SAMPLE_RATE = 16000  # what VAD, STT and the turn detector all consume
 FRAME_MS = 10

@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from agent.settings import Settings
 from cache.tts import CachedTTS
 
-from .settings import Settings
-
-logger = logging.getLogger("agent.assets")
+logger = logging.getLogger("agent.models.assets")
 
 
 def download_all(cache_path: Path) -> list[Path]:
@@ -36,7 +35,7 @@ async def prewarm_clips(settings: Settings) -> int:
     Run by ``download-files`` (so an image ships with its clips); job processes do the same
     in the background (``Engines.start_prewarm``). Both go through ``Engines.tts``, so the
     phrases are cut into exactly the chunks a session will look up."""
-    from .engines import Engines
+    from agent.models.engines import Engines
 
     phrases = settings.prewarm_phrases()
     engines = Engines(settings)

@@ -23,17 +23,16 @@ from collections.abc import Awaitable, Callable
 
 from livekit.agents import JobRequest
 
+from agent.log import logger
+from agent.obs.metrics import SESSIONS_REJECTED
+from agent.settings import Settings
+from agent.worker.dispatch import DispatchMetadata, MetadataError
 from auth.backends import backend_from_settings
 from auth.errors import AuthError, RateLimitedError
 from auth.grants import DispatchGrants, grant_key
 from auth.limits import SESSION_LEASE_S, Limiter, TenantPolicy
 from auth.rooms import check_room, check_room_name
 from auth.tokens import TokenConfig, TokenVerifier
-
-from .dispatch import DispatchMetadata, MetadataError
-from .log import logger
-from .metrics import SESSIONS_REJECTED
-from .settings import Settings
 
 ANONYMOUS = "anonymous"
 

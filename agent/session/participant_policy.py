@@ -12,11 +12,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from agent.session.config import ConfigError, SessionConfig
+from agent.settings import Settings
 from auth.errors import TenantNotAllowedError
 from auth.limits import TenantPolicy, parse_participant_config
-
-from .session_config import ConfigError, SessionConfig
-from .settings import Settings
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 What runs where (livekit-agents runs each job in its own process):
 
-- main process: registration with LiveKit, admission (``agent/admission.py``: metadata,
+- main process: registration with LiveKit, admission (``agent/worker/admission.py``: metadata,
   token and tenant limits are checked before a job is accepted) and :func:`worker_load`
   (what LiveKit balances on);
 - inference process (``INFERENCE_MODE=shared``, the default for ``start``): the one copy of
@@ -23,18 +23,24 @@ from typing import Any
 
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess
 
-from . import logs
-from .admission import ANONYMOUS, Admission, DispatchCredentials, SessionLease, build_limiter
-from .control import ControlChannel
-from .conversation.idle import IDLE_REASON, IdlePolicy
-from .dispatch import DispatchMetadata
-from .engines import Engines, turn_options
-from .load import LoadSignals, gpu_memory_fraction, published_queue_delay
-from .log import logger
-from .participant_policy import ParticipantPolicy
-from .settings import Settings
-from .transport import CHAT_TOPIC, RoomTransport
-from .voice_manager import ParticipantSession, VoiceManager
+from agent.conversation.idle import IDLE_REASON, IdlePolicy
+from agent.log import logger
+from agent.models.engines import Engines, turn_options
+from agent.obs import logs
+from agent.session.control import ControlChannel
+from agent.session.participant_policy import ParticipantPolicy
+from agent.session.transport import CHAT_TOPIC, RoomTransport
+from agent.session.voice_manager import ParticipantSession, VoiceManager
+from agent.settings import Settings
+from agent.worker.admission import (
+    ANONYMOUS,
+    Admission,
+    DispatchCredentials,
+    SessionLease,
+    build_limiter,
+)
+from agent.worker.dispatch import DispatchMetadata
+from agent.worker.load import LoadSignals, gpu_memory_fraction, published_queue_delay
 
 # the exit status of ``start`` when the worker gave up connecting to LiveKit: EX_TEMPFAIL,
 # "try again later", so a supervisor restarting on failure brings it back
@@ -63,7 +69,7 @@ def setup(settings: Settings, proc: JobProcess) -> None:
 def worker_load(settings: Settings, server: AgentServer) -> float:
     """Load reported to LiveKit, 0..1: the most saturated of active jobs against
     ``WORKER_CAPACITY``, the inference queue delay against its budget and GPU memory
-    (agent/load.py).
+    (agent/worker/load.py).
 
     livekit-agents' default measures CPU, which says nothing about a GPU worker whose
     bottleneck is model throughput.

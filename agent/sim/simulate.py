@@ -17,15 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from agent.models.engines import Engines, clip_cache_of
+from agent.session.config import SessionConfig
+from agent.session.voice_manager import SessionIO, VoiceManager
+from agent.settings import Settings
+from agent.sim.audio_file import read_audio_16k
+from agent.sim.io import PacedAudioInput, PlayoutSegment, RecordingAudioOutput
+from agent.sim.probe import TurnProbe
 from plugins._common.audio import resample, to_mono
-
-from .audio_file import read_audio_16k
-from .engines import Engines, clip_cache_of
-from .probe import TurnProbe
-from .session_config import SessionConfig
-from .settings import Settings
-from .sim_io import PacedAudioInput, PlayoutSegment, RecordingAudioOutput
-from .voice_manager import SessionIO, VoiceManager
 
 SAMPLE_QUESTION = Path(__file__).parent / "data" / "sample_question.wav"
 USER_IDENTITY = "simulated-user"

@@ -22,10 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent import json_input
+from agent.session.config import ConfigError, SessionConfig, parse_config
 from plugins.smart_turn import HybridTurnOptions
-
-from . import json_input
-from .session_config import ConfigError, SessionConfig, parse_config
 
 MAX_METADATA_BYTES = 16 * 1024
 MAX_INSTRUCTIONS_CHARS = 8000

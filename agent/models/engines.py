@@ -19,6 +19,22 @@ from typing import TYPE_CHECKING, Any
 from livekit.agents import AgentSession, llm, tokenize, tts
 from livekit.plugins import silero
 
+from agent.conversation.budget import ContextBudget, estimate_tokens
+from agent.conversation.memory import MemoryStore, memory_store
+from agent.conversation.recall import SessionMemory
+from agent.log import logger
+from agent.models.endpoints import (
+    SpeechEndpoint,
+    speech_client,
+    speech_endpoint,
+    transcription_endpoint,
+)
+from agent.models.resilience import CircuitBreaker, ResilientLLM
+from agent.obs.metrics import FALLBACKS, INFERENCE_QUEUE_DELAY, INFERENCE_QUEUED
+from agent.session.config import SessionConfig
+from agent.session.swappable import SwappableTTS, SwitchableNoiseFilter
+from agent.session.voice_agent import BackchannelRule
+from agent.settings import Settings
 from cache.keys import normalize_text
 from cache.store import ClipStore
 from cache.tts import CachedTTS
@@ -40,21 +56,9 @@ from plugins.smart_turn.detector import TurnPredictor
 from plugins.smart_turn.text import TextTurnScorer
 from plugins.whisper import WhisperSTT
 
-from .conversation.budget import ContextBudget, estimate_tokens
-from .conversation.memory import MemoryStore, memory_store
-from .conversation.recall import SessionMemory
-from .endpoints import SpeechEndpoint, speech_client, speech_endpoint, transcription_endpoint
-from .log import logger
-from .metrics import FALLBACKS, INFERENCE_QUEUE_DELAY, INFERENCE_QUEUED
-from .resilience import CircuitBreaker, ResilientLLM
-from .session_config import SessionConfig
-from .settings import Settings
-from .swappable import SwappableTTS, SwitchableNoiseFilter
-from .voice_agent import BackchannelRule
-
 if TYPE_CHECKING:
-    from .inference.client import InferenceClient
-    from .inference.protocol import Header
+    from agent.inference.client import InferenceClient
+    from agent.inference.protocol import Header
 
 # livekit-agents' default (0.5 s) makes barge-in wait half a second of speech; 0.3 s still
 # ignores coughs and clicks. The VAD's own minimum (turn.min_speech, 0.25 s) would pause the
@@ -98,7 +102,7 @@ def build_llm(
             timeout_s=settings.llm_timeout_s,
         )
     if inference is not None and hello is not None and hello.get("llm"):
-        from .inference.remote import RemoteLLM
+        from agent.inference.remote import RemoteLLM
 
         return RemoteLLM(
             inference,
@@ -234,7 +238,7 @@ class Engines:
     def remote(cls, settings: Settings, address: str | None = None) -> Engines:
         """Engines served by the shared inference process at ``address`` (default
         ``INFERENCE_ADDRESS``); waits for it to answer, up to INFERENCE_START_TIMEOUT_S."""
-        from .inference.client import InferenceClient, wait_ready
+        from agent.inference.client import InferenceClient, wait_ready
 
         address = address or settings.inference_address
         hello = wait_ready(address, settings.inference_start_timeout_s)
@@ -273,7 +277,7 @@ class Engines:
                 language=s.stt_language or None,
             )
         if self._stt is None and self.inference is not None:
-            from .inference.remote import RemoteDecoder
+            from agent.inference.remote import RemoteDecoder
 
             s = self.settings
             self._stt = WhisperSTT(
@@ -297,7 +301,7 @@ class Engines:
     @property
     def piper(self) -> PiperTTS:
         if self._piper is None and self.inference is not None:
-            from .inference.remote import RemoteVoice
+            from agent.inference.remote import RemoteVoice
 
             voice = RemoteVoice(self.inference, self._hello)
             self._piper = PiperTTS(
@@ -437,7 +441,7 @@ class Engines:
     def session_memory(self, tenant: str) -> SessionMemory:
         """Conversation memory for ``tenant``'s sessions in this process (one store per
         process: MEMORY_REDIS_URL, RATE_LIMIT_REDIS_URL, or SQLite under CACHE_PATH)."""
-        from .logs import Redactor
+        from agent.obs.logs import Redactor
 
         s = self.settings
         if self._memory_store is None:
@@ -466,7 +470,7 @@ class Engines:
         in the shared inference process)."""
         if self._turn_batcher is None:
             if self.inference is not None:
-                from .inference.remote import RemoteTurn
+                from agent.inference.remote import RemoteTurn
 
                 self._turn_batcher = RemoteTurn(self.inference)
             else:

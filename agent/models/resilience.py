@@ -28,8 +28,8 @@ from livekit.agents import (
 )
 from livekit.agents.llm import ChatContext, Tool
 
-from .log import logger
-from .metrics import FALLBACKS
+from agent.log import logger
+from agent.obs.metrics import FALLBACKS
 
 APOLOGY = "Sorry, I'm having trouble answering right now. Please try again in a moment."
 

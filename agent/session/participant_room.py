@@ -27,7 +27,7 @@ from livekit import rtc
 from livekit.agents.voice import io
 from livekit.agents.voice.events import AgentStateChangedEvent, UserInputTranscribedEvent
 
-from .log import logger
+from agent.log import logger
 
 TRANSCRIPTION_TOPIC = "lk.transcription"
 SEGMENT_ID = "lk.segment_id"

@@ -14,7 +14,7 @@ Topics (see ``docs/session-control.md``):
 
 Every handler answers bad input with an error event and never raises into the room. Error
 events carry a code and a fixed, safe message (never exception text). What a participant may
-do is the tenant's policy (agent/participant_policy.py): only attended participants get a
+do is the tenant's policy (agent/session/participant_policy.py): only attended participants get a
 session, config keys outside the policy are refused, and each participant's messages are
 rate limited (a relay counts once per recipient; over the limit, one ``rate_limited`` error,
 then silence until the budget refills).
@@ -28,14 +28,13 @@ from typing import Any
 
 from livekit import rtc
 
+from agent import json_input
+from agent.log import logger
+from agent.session.config import ConfigError, SessionConfig, parse_config
+from agent.session.participant_policy import MessageBudget, ParticipantPolicy
+from agent.session.transport import CHAT_TOPIC, CONFIG_TOPIC, EVENTS_TOPIC, RELAY_TOPIC, Transport
+from agent.session.voice_manager import SessionRefused, VoiceManager
 from plugins.smart_turn import HybridTurnOptions
-
-from . import json_input
-from .log import logger
-from .participant_policy import MessageBudget, ParticipantPolicy
-from .session_config import ConfigError, SessionConfig, parse_config
-from .transport import CHAT_TOPIC, CONFIG_TOPIC, EVENTS_TOPIC, RELAY_TOPIC, Transport
-from .voice_manager import SessionRefused, VoiceManager
 
 MAX_CHAT_CHARS = 4000
 MAX_RELAY_BYTES = 15_000

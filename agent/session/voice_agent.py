@@ -22,11 +22,11 @@ from livekit.agents import Agent, llm, stt
 from livekit.agents.types import FlushSentinel
 from livekit.agents.voice import ModelSettings
 
-from .conversation.budget import ContextBudget, ContextWindow
-from .conversation.summary import Summarizer
-from .log import logger
-from .metrics import BACKCHANNELS_IGNORED, CONTEXT_TURNS_DROPPED
-from .resilience import ResilientLLM
+from agent.conversation.budget import ContextBudget, ContextWindow
+from agent.conversation.summary import Summarizer
+from agent.log import logger
+from agent.models.resilience import ResilientLLM
+from agent.obs.metrics import BACKCHANNELS_IGNORED, CONTEXT_TURNS_DROPPED
 
 _WORDS = re.compile(r"[a-z]+(?:-[a-z]+)?")
 

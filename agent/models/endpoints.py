@@ -14,9 +14,8 @@ from typing import Any
 import openai
 from livekit.plugins import openai as openai_plugin
 
+from agent.settings import Settings
 from plugins.whisper.endpoint import TranscriptionEndpoint
-
-from .settings import Settings
 
 # a clip is decoded from WAV at any rate the server chooses and resampled to this one
 SPEECH_RESPONSE_FORMAT = "wav"

@@ -28,16 +28,15 @@ from livekit.agents.voice.events import CloseEvent
 from livekit.agents.voice.io import AudioInput, AudioOutput
 from livekit.agents.voice.transcription import TranscriptSynchronizer
 
-from plugins._common.pause_text import PauseText
-
-from . import logs
-from .audio_input import NormalizedAudioInput
-from .conversation.idle import IDLE_REASON, IdlePolicy, IdleWatch
-from .conversation.recall import SessionMemory
-from .engines import Engines
-from .log import logger
-from .metrics import ACTIVE_SESSIONS, SESSIONS_ENDED, SESSIONS_STARTED, SessionMetrics
-from .participant_room import (
+from agent.conversation.idle import IDLE_REASON, IdlePolicy, IdleWatch
+from agent.conversation.recall import SessionMemory
+from agent.log import logger
+from agent.models.engines import Engines
+from agent.obs import logs
+from agent.obs.metrics import ACTIVE_SESSIONS, SESSIONS_ENDED, SESSIONS_STARTED, SessionMetrics
+from agent.session.audio_input import NormalizedAudioInput
+from agent.session.config import SessionConfig
+from agent.session.participant_room import (
     AgentStates,
     ParticipantTranscript,
     ReplyTrackPermissions,
@@ -45,9 +44,9 @@ from .participant_room import (
     reply_track_name,
     unpublish_reply_track,
 )
-from .session_config import SessionConfig
-from .swappable import SwappableTTS, SwitchableNoiseFilter
-from .voice_agent import VoiceAgent
+from agent.session.swappable import SwappableTTS, SwitchableNoiseFilter
+from agent.session.voice_agent import VoiceAgent
+from plugins._common.pause_text import PauseText
 
 
 class SessionRefused(Exception):
@@ -339,7 +338,7 @@ class VoiceManager(utils.EventEmitter[str]):
 
     def _address_to_participant(self, entry: ParticipantSession) -> None:
         """Replace what RoomIO sends to the whole room (transcripts, the agent's state) by
-        the same sent to this session's participant only (agent/participant_room.py)."""
+        the same sent to this session's participant only (agent/session/participant_room.py)."""
         assert self._room is not None and self._states is not None
         session, identity = entry.session, entry.identity
         try:
