@@ -1,16 +1,21 @@
-"""Errors of authentication and admission, each with the HTTP status it maps to.
+"""Errors a request gets, each with the HTTP status it maps to (one tree, the httpx way:
+catch ``RequestError`` for all of them, a branch for a kind).
 
 ::
 
-    AuthError                  base: code, message, status
-    ├── InvalidRoomError       400  a room name outside 1-128 of letters, digits and -_.:@
-    ├── InvalidTokenError      401  missing, malformed, badly signed, wrong aud/iss, expired,
-    │                               living too long, a tenant name outside the allowed set
-    ├── TenantNotAllowedError  403  a valid token for a tenant this worker does not serve
-    ├── RoomNotAllowedError    403  a room that is not the tenant's (auth/rooms.py)
-    ├── RateLimitedError       429  over a tenant limit; retry_after in seconds
-    └── LimiterUnavailableError 503 the shared limit store (Redis) cannot be reached and the
-                                    worker is set to fail closed
+    RequestError               base: code, message, status
+    ├── BadRequest             400  a body, query or field the API cannot take
+    ├── TooLarge               413  a body or an answer over its cap
+    ├── Unavailable            503  a part the request needs is down (a voice, memory)
+    └── AuthError              authentication and admission
+        ├── InvalidRoomError       400  a room name outside 1-128 of letters, digits and -_.:@
+        ├── InvalidTokenError      401  missing, malformed, badly signed, wrong aud/iss,
+        │                               expired, living too long, a tenant outside the set
+        ├── TenantNotAllowedError  403  a valid token for a tenant this worker does not serve
+        ├── RoomNotAllowedError    403  a room that is not the tenant's (auth/rooms.py)
+        ├── RateLimitedError       429  over a tenant limit; retry_after in seconds
+        └── LimiterUnavailableError 503 the shared limit store (Redis) cannot be reached and
+                                        the worker is set to fail closed
 
 Messages never contain the token or a secret.
 """
@@ -18,9 +23,9 @@ Messages never contain the token or a secret.
 from __future__ import annotations
 
 
-class AuthError(Exception):
+class RequestError(Exception):
     status = 500
-    code = "auth_error"
+    code = "error"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -28,6 +33,26 @@ class AuthError(Exception):
 
     def as_dict(self) -> dict[str, object]:
         return {"error": {"code": self.code, "message": self.message}}
+
+
+class BadRequest(RequestError):
+    status = 400
+    code = "bad_request"
+
+
+class TooLarge(RequestError):
+    status = 413
+    code = "too_large"
+
+
+class Unavailable(RequestError):
+    status = 503
+    code = "unavailable"
+
+
+class AuthError(RequestError):
+    status = 500
+    code = "auth_error"
 
 
 class InvalidTokenError(AuthError):

@@ -31,7 +31,7 @@ from agent.http.speaker import AudioTooLong, Speaker, wav_header
 from agent.obs.metrics import render
 from agent.settings import Settings
 from agent.worker.dispatch import DispatchMetadata, MetadataError
-from auth.errors import AuthError, InvalidTokenError
+from auth.errors import BadRequest, InvalidTokenError, RequestError, TooLarge, Unavailable
 from auth.grants import DispatchGrants
 from auth.limits import Limiter
 from auth.rooms import ROOM_NAME, check_room
@@ -57,21 +57,6 @@ def git_sha() -> str:
         )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-class BadRequest(AuthError):
-    status = 400
-    code = "bad_request"
-
-
-class TooLarge(AuthError):
-    status = 413
-    code = "too_large"
-
-
-class Unavailable(AuthError):
-    status = 503
-    code = "unavailable"
 
 
 @dataclass
@@ -226,7 +211,7 @@ def _error(
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except AuthError as e:
+    except RequestError as e:
         headers = {}
         if hasattr(e, "retry_after"):
             headers["Retry-After"] = str(int(e.retry_after + 0.999))

@@ -13,13 +13,14 @@ from typing import Any
 from aiohttp import web
 
 from agent.conversation.memory import memory_store
-from agent.http.api import ApiContext, Unavailable, build_app
+from agent.http.api import ApiContext, build_app
 from agent.http.speaker import Speaker
 from agent.log import logger
 from agent.models.engines import Engines
 from agent.obs.metrics import ClipCacheCollector, optional_gpu_collector
 from agent.settings import Settings
 from agent.worker.admission import build_limiter, dispatch_grants, token_config
+from auth.errors import Unavailable
 from auth.tokens import TokenVerifier
 
 

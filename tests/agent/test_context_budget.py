@@ -124,6 +124,7 @@ async def test_rejected_requests_do_not_open_the_breaker_for_everyone(
         await manager.aclose()
 
 
+@pytest.mark.slow
 async def test_a_long_conversation_is_cut_to_the_window_and_summarized(
     chat_server: RecordingChatServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -169,6 +169,7 @@ async def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(server
     await client.aclose()
 
 
+@pytest.mark.slow
 async def test_jobs_survive_the_inference_process_restarting(cache_dir: Path) -> None:
     address = private_address()
     proc = start_server(cache_dir, address)
@@ -192,6 +193,7 @@ async def test_jobs_survive_the_inference_process_restarting(cache_dir: Path) ->
         proc.wait(10)
 
 
+@pytest.mark.slow
 def test_the_host_restarts_a_dead_inference_process(cache_dir: Path) -> None:
     from agent.inference.host import InferenceHost
 
@@ -215,6 +217,7 @@ def test_the_host_restarts_a_dead_inference_process(cache_dir: Path) -> None:
         probe(address)  # stopped with the worker
 
 
+@pytest.mark.slow
 async def test_a_voice_turn_with_barge_in_on_the_shared_engines(
     server: str, cache_dir: Path
 ) -> None:

@@ -63,6 +63,7 @@ async def job(cache: Path, server: RecordingChatServer, tenant: str, text: str, 
     return json.dumps(replies[0])
 
 
+@pytest.mark.slow
 async def test_a_fact_is_recalled_by_the_same_identity_of_the_same_tenant_only(
     tmp_path: Path, chat_server: RecordingChatServer
 ) -> None:
@@ -102,6 +103,7 @@ async def test_a_fact_is_recalled_by_the_same_identity_of_the_same_tenant_only(
     assert "teal" not in forgotten
 
 
+@pytest.mark.slow
 async def test_memory_on_redis_is_shared_by_processes_and_keyed_by_tenant(
     tmp_path: Path, chat_server: RecordingChatServer, redis_url: str
 ) -> None:

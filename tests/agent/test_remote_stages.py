@@ -75,6 +75,7 @@ def remote_settings(cache_dir: Path, base: str) -> Settings:
     )
 
 
+@pytest.mark.slow
 async def test_a_voice_turn_with_stt_and_tts_on_serving_engines(
     speech_server: str, cache_dir: Path, tmp_path: Path
 ) -> None:

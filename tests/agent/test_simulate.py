@@ -97,6 +97,7 @@ def test_simulate_text_mode_loads_no_audio_engine(tmp_path: Path, cache_dir: Pat
     assert result["llm_ttft_ms"] > 0
 
 
+@pytest.mark.slow
 def test_simulate_text_file_runs_one_session_turn_by_turn(tmp_path: Path, cache_dir: Path) -> None:
     lines = tmp_path / "turns.txt"
     lines.write_text("My name is Ada.\n\n  \nWhat is my name?\n", encoding="utf-8")

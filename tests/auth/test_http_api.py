@@ -249,3 +249,22 @@ async def test_speak_refuses_what_would_speak_too_long(client: TestClient) -> No
     assert resp.status == 413
     error = (await resp.json())["error"]
     assert error["code"] == "too_large" and "at most 60 s" in error["message"]
+
+
+def test_one_error_tree_request_errors_are_not_auth_errors() -> None:
+    """A malformed body is the request's fault, not an authentication failure: handlers and
+    middleware that catch AuthError must not see it (they did when every HTTP error was
+    one)."""
+    from auth.errors import (
+        AuthError,
+        BadRequest,
+        InvalidTokenError,
+        RequestError,
+        TooLarge,
+        Unavailable,
+    )
+
+    for error in (BadRequest, TooLarge, Unavailable):
+        assert issubclass(error, RequestError) and not issubclass(error, AuthError)
+    assert issubclass(InvalidTokenError, AuthError) and issubclass(AuthError, RequestError)
+    assert (BadRequest.status, TooLarge.status, Unavailable.status) == (400, 413, 503)
