@@ -26,8 +26,8 @@ def _start_inference(settings: Settings) -> tuple[Settings, Any]:
     process, before the worker registers; job processes get its address."""
     import dataclasses
 
-    from agent.inference.client import wait_ready
     from agent.inference.host import InferenceHost, private_address
+    from agent.models.shared.client import wait_ready
 
     if settings.inference_address:  # run by the operator, shared with other workers
         wait_ready(settings.inference_address, settings.inference_start_timeout_s)

@@ -199,8 +199,8 @@ def run_shared(args: argparse.Namespace) -> dict[str, Any]:
     the callers start together once every process is warm."""
     import psutil
 
-    from agent.inference.client import wait_ready
     from agent.inference.host import private_address
+    from agent.models.shared.client import wait_ready
 
     address = private_address()
     env = {**os.environ, "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}

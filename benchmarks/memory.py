@@ -87,8 +87,8 @@ def start_child(
 
 
 def measure(mode: str, sessions: int, cache: str) -> dict[str, Any]:
-    from agent.inference.client import wait_ready
     from agent.inference.host import private_address
+    from agent.models.shared.client import wait_ready
 
     address = private_address()
     server = None

@@ -15,9 +15,9 @@ import sys
 import tempfile
 import threading
 
-from agent.inference.client import wait_ready
-from agent.inference.protocol import Header
 from agent.log import logger
+from agent.models.shared.client import wait_ready
+from agent.models.shared.protocol import Header
 from agent.settings import Settings
 
 RESTART_PAUSE_MAX_S = 30.0

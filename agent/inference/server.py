@@ -32,7 +32,11 @@ from typing import Any
 import numpy as np
 from livekit.agents import APIStatusError
 
-from agent.inference.protocol import (
+from agent.log import logger
+from agent.models.engines import Engines, build_llm
+from agent.models.resilience import is_request_fault
+from agent.models.shared.hello import Hello, VoiceHello
+from agent.models.shared.protocol import (
     MAX_REQUEST_BODY_BYTES,
     Header,
     ProtocolError,
@@ -40,9 +44,6 @@ from agent.inference.protocol import (
     read_frame,
     socket_path,
 )
-from agent.log import logger
-from agent.models.engines import Engines, build_llm
-from agent.models.resilience import is_request_fault
 from agent.obs.metrics import INFERENCE_REFUSED
 from agent.settings import Settings
 from plugins.llama import LlamaLLM
@@ -199,34 +200,22 @@ class InferenceServer:
         served = None if settings.llm_base_url else build_llm(settings)
         return cls(settings, engines, served if isinstance(served, LlamaLLM) else None)
 
-    def hello(self) -> Header:
+    def hello(self) -> Hello:
         """What a job process needs to build its remote engines."""
-        return {
-            "pid": os.getpid(),
-            "stt": None if self.settings.stt_base_url else self._stt_hello(),
-            "voice": None if self.settings.tts_base_url else self._voice_hello(),
-            "llm": self.llm.model if self.llm else None,
-            "llm_context_tokens": self.llm.context_tokens if self.llm else None,
-        }
-
-    def _stt_hello(self) -> Header:
-        resolved = self.engines.stt.resolved
-        return {
-            "source": resolved.source,
-            "device": resolved.device,
-            "compute_type": resolved.compute_type,
-        }
-
-    def _voice_hello(self) -> Header:
-        piper = self.engines.piper
-        return {
-            "path": str(piper.model_path),
-            "config_path": str(piper.config_path) if piper.config_path else None,
-            "sample_rate": piper.info.sample_rate,
-            "num_speakers": piper.info.num_speakers,
-            "length_scale": piper.info.length_scale,
-            "espeak_voice": piper.info.espeak_voice,
-        }
+        piper = None if self.settings.tts_base_url else self.engines.piper
+        return Hello(
+            pid=os.getpid(),
+            stt=None if self.settings.stt_base_url else self.engines.stt.resolved,
+            voice=None
+            if piper is None
+            else VoiceHello(
+                path=str(piper.model_path),
+                config_path=str(piper.config_path) if piper.config_path else None,
+                info=piper.info,
+            ),
+            llm=self.llm.model if self.llm else None,
+            llm_context_tokens=self.llm.context_tokens if self.llm else None,
+        )
 
     async def start(self, address: str) -> None:
         path = Path(socket_path(address))
@@ -337,7 +326,7 @@ class InferenceServer:
 
     async def _call(self, op: str, header: Header, body: bytes) -> tuple[Header, bytes]:
         if op == "hello":
-            return self.hello(), b""
+            return self.hello().to_header(), b""
         if op == "stats":  # recent batch sizes: what batching achieved (tests, benchmarks)
             turn = self.engines.turn_batcher
             return {

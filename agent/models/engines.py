@@ -16,8 +16,7 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from livekit.agents import AgentSession, llm, tokenize, tts
-from livekit.plugins import silero
+from livekit.agents import llm, tokenize, tts
 
 from agent.conversation.budget import ContextBudget, estimate_tokens
 from agent.conversation.memory import MemoryStore, memory_store
@@ -31,24 +30,18 @@ from agent.models.endpoints import (
 )
 from agent.models.resilience import CircuitBreaker, ResilientLLM
 from agent.obs.metrics import FALLBACKS, INFERENCE_QUEUE_DELAY, INFERENCE_QUEUED
-from agent.session.config import SessionConfig
-from agent.session.swappable import SwappableTTS, SwitchableNoiseFilter
-from agent.session.voice_agent import BackchannelRule
 from agent.settings import Settings
 from cache.keys import normalize_text
 from cache.store import ClipStore
 from cache.tts import CachedTTS
 from plugins._common.executor import QUEUE_DELAYS
 from plugins._common.first_chunk import EarlyFirstChunkTokenizer
-from plugins._common.pause_text import PauseText
 from plugins._common.text import speakable
 from plugins.espeak import EspeakTTS
 from plugins.llama import LlamaLLM, openai_compatible
-from plugins.noise import create as create_noise_filter
 from plugins.piper import PiperTTS
 from plugins.smart_turn import (
     HybridTurnOptions,
-    SmartTurnDetector,
     SmartTurnModel,
     TurnBatcher,
 )
@@ -57,8 +50,8 @@ from plugins.smart_turn.text import TextTurnScorer
 from plugins.whisper import WhisperSTT
 
 if TYPE_CHECKING:
-    from agent.inference.client import InferenceClient
-    from agent.inference.protocol import Header
+    from agent.models.shared.client import InferenceClient
+    from agent.models.shared.hello import Hello
 
 # livekit-agents' default (0.5 s) makes barge-in wait half a second of speech; 0.3 s still
 # ignores coughs and clicks. The VAD's own minimum (turn.min_speech, 0.25 s) would pause the
@@ -89,7 +82,7 @@ def turn_options(settings: Settings) -> HybridTurnOptions:
 
 
 def build_llm(
-    settings: Settings, inference: InferenceClient | None = None, hello: Header | None = None
+    settings: Settings, inference: InferenceClient | None = None, hello: Hello | None = None
 ) -> AnyLLM:
     """The embedded llama.cpp model (here, or in the shared inference process), or an
     OpenAI-compatible endpoint when one is set."""
@@ -101,16 +94,16 @@ def build_llm(
             temperature=settings.llm_temperature,
             timeout_s=settings.llm_timeout_s,
         )
-    if inference is not None and hello is not None and hello.get("llm"):
-        from agent.inference.remote import RemoteLLM
+    if inference is not None and hello is not None and hello.llm:
+        from agent.models.shared.engines import SharedGenerator
 
-        return RemoteLLM(
-            inference,
-            hello["llm"],
+        return LlamaLLM(
+            generator=SharedGenerator(inference),
+            model_name=hello.llm,
+            context_tokens=hello.llm_context_tokens,
             temperature=settings.llm_temperature,
             max_tokens=settings.llm_max_tokens,
             seed=None if settings.llm_seed < 0 else settings.llm_seed,
-            context_tokens=hello.get("llm_context_tokens"),
         )
     return LlamaLLM(
         cache_dir=settings.cache_path,
@@ -178,18 +171,6 @@ class VoiceChain(tts.FallbackAdapter):
         self.primary = primary
 
 
-def clip_cache_of(voice: Any) -> CachedTTS | None:
-    """The CachedTTS inside a session's voice slot / fallback chain, if any."""
-    while voice is not None and not isinstance(voice, CachedTTS):
-        if isinstance(voice, SwappableTTS):
-            voice = voice.inner
-        elif isinstance(voice, VoiceChain):
-            voice = voice.primary
-        else:
-            return None
-    return voice
-
-
 class Engines:
     """The models of this process, shared by every session of it.
 
@@ -208,17 +189,16 @@ class Engines:
         turn_model: SmartTurnModel | None = None,
         clip_store: ClipStore | None = _UNSET,
         inference: InferenceClient | None = None,
-        hello: Header | None = None,
+        hello: Hello | None = None,
     ) -> None:
         self.settings = settings
-        self.inference, self._hello = inference, hello or {}
+        self.inference, self._hello = inference, hello
         self._stt, self._piper, self._llm, self._turn_model = stt, piper, llm, turn_model
         self.clip_store = open_clip_store(settings) if clip_store is _UNSET else clip_store
         self._tts: AnyTTS | None = None
         self._speech: SpeechEndpoint | None = None
         self._espeak_tts: EspeakTTS | None = None
         self._espeak_missing = False
-        self._created: set[str] = set()  # per-session models made so far: "vad", "noise"
         self._prewarm_task: asyncio.Task[int] | None = None
         self._queue_task: asyncio.Task[None] | None = None
         self._turn_batcher: TurnPredictor | None = None
@@ -238,10 +218,11 @@ class Engines:
     def remote(cls, settings: Settings, address: str | None = None) -> Engines:
         """Engines served by the shared inference process at ``address`` (default
         ``INFERENCE_ADDRESS``); waits for it to answer, up to INFERENCE_START_TIMEOUT_S."""
-        from agent.inference.client import InferenceClient, wait_ready
+        from agent.models.shared.client import InferenceClient, wait_ready
+        from agent.models.shared.hello import Hello
 
         address = address or settings.inference_address
-        hello = wait_ready(address, settings.inference_start_timeout_s)
+        hello = Hello.from_header(wait_ready(address, settings.inference_start_timeout_s))
         return cls(settings, inference=InferenceClient(address), hello=hello)
 
     def preload(self) -> None:
@@ -277,11 +258,13 @@ class Engines:
                 language=s.stt_language or None,
             )
         if self._stt is None and self.inference is not None:
-            from agent.inference.remote import RemoteDecoder
+            from agent.models.shared.engines import RemoteDecoder
 
             s = self.settings
+            if self._hello is None or self._hello.stt is None:
+                raise RuntimeError("the inference process serves no STT: set STT_BASE_URL here too")
             self._stt = WhisperSTT(
-                decoder=RemoteDecoder(self.inference, self._hello),
+                decoder=RemoteDecoder(self.inference, self._hello.stt),
                 beam_size=s.stt_beam_size,
                 language=s.stt_language or None,
             )
@@ -301,9 +284,13 @@ class Engines:
     @property
     def piper(self) -> PiperTTS:
         if self._piper is None and self.inference is not None:
-            from agent.inference.remote import RemoteVoice
+            from agent.models.shared.engines import RemoteVoice
 
-            voice = RemoteVoice(self.inference, self._hello)
+            if self._hello is None or self._hello.voice is None:
+                raise RuntimeError(
+                    "the inference process serves no voice: set TTS_BASE_URL here too"
+                )
+            voice = RemoteVoice(self.inference, self._hello.voice)
             self._piper = PiperTTS(
                 model_path=voice.model_path,
                 config_path=voice.config_path,
@@ -430,12 +417,13 @@ class Engines:
         is in this process."""
         s = self.settings
         model = self.llm.inner if isinstance(self.llm, ResilientLLM) else self.llm
-        window = s.llm_context_tokens or getattr(model, "context_tokens", None)
-        count = getattr(model, "count_tokens", None)
+        embedded = model if isinstance(model, LlamaLLM) else None
+        window = s.llm_context_tokens or (embedded.context_tokens if embedded else None)
+        count = embedded.token_counter() if embedded else None
         return ContextBudget(
             context_tokens=window or ENDPOINT_CONTEXT_TOKENS,
             reply_tokens=s.llm_max_tokens,
-            count=count if callable(count) else estimate_tokens,
+            count=count or estimate_tokens,
         )
 
     def session_memory(self, tenant: str) -> SessionMemory:
@@ -470,7 +458,7 @@ class Engines:
         in the shared inference process)."""
         if self._turn_batcher is None:
             if self.inference is not None:
-                from agent.inference.remote import RemoteTurn
+                from agent.models.shared.engines import RemoteTurn
 
                 self._turn_batcher = RemoteTurn(self.inference)
             else:
@@ -520,65 +508,6 @@ class Engines:
             if phrases:
                 self._prewarm_task = asyncio.create_task(self.tts.fill(phrases))
 
-    def noise_filter(self, name: str | None = None) -> SwitchableNoiseFilter:
-        """A fresh filter slot for one session (filters keep per-stream state)."""
-        self._created.add("noise")
-        return SwitchableNoiseFilter(create_noise_filter, name or self.settings.noise_filter)
-
-    def session(
-        self,
-        config: SessionConfig | None = None,
-        *,
-        namespace: str | None = None,
-        user_away_timeout: float | None = None,
-    ) -> AgentSession[Any]:
-        """A new voice session on the shared engines, with ``config``'s choices.
-
-        The VAD is per session (a small ONNX model) so that its pause and minimum speech can
-        change live; the TTS is a slot a config message can swap. ``user_away_timeout``:
-        silence after which the caller counts as away (None: never; agent/conversation/idle.py)."""
-        config = config or SessionConfig()
-        turn = config.turn or turn_options(self.settings)
-        self._created.add("vad")
-        # the STT's pause decode reaches this session's turn detector through ``pause_text``
-        pause_text = PauseText()
-        return AgentSession(
-            vad=silero.VAD.load(**turn.vad_options()),
-            stt=self.stt.for_session(pause_text),
-            llm=self.llm,
-            tts=SwappableTTS(
-                self.voice(config.tts_speed, namespace=namespace), release=self.release_voice
-            ),
-            turn_handling={
-                "turn_detection": self.turn_detector(turn, pause_text),
-                "endpointing": turn.endpointing(),
-                "interruption": {
-                    "mode": "vad",
-                    "min_duration": BARGE_IN_MIN_SPEECH_S,
-                    # pause on user speech, resume when it was no real turn (a backchannel)
-                    "resume_false_interruption": True,
-                    "false_interruption_timeout": self.settings.false_interruption_timeout_s,
-                },
-                # the STT's pause decode arrives as a preflight transcript while the turn
-                # detector decides; reply audio is ready when the turn is confirmed
-                "preemptive_generation": {"enabled": True, "preemptive_tts": True},
-            },
-            aec_warmup_duration=self.settings.aec_warmup_s or None,
-            session_close_transcript_timeout=0,
-            user_away_timeout=user_away_timeout,
-        )
-
-    def turn_detector(self, turn: HybridTurnOptions, pause_text: PauseText) -> SmartTurnDetector:
-        """One session's end-of-turn detector: Smart Turn on the process's batcher, with the
-        session's pause text judged by the text scorer when its weight is above 0."""
-        return SmartTurnDetector(
-            None,
-            options=turn,
-            batcher=self.turn_batcher,
-            pause_text=pause_text,
-            text_scorer=self.turn_text if turn.text_weight > 0 else None,
-        )
-
     @property
     def turn_text(self) -> TextTurnScorer:
         """The process's text turn scorer (its model loads at the first pause it judges)."""
@@ -590,22 +519,3 @@ class Engines:
             path = Path(s.turn_text_model) if s.turn_text_model else None
             self._turn_text = TextTurnScorer(path or resolve(SMOLLM2_135M, s.cache_path))
         return self._turn_text
-
-    def backchannels(self) -> BackchannelRule | None:
-        phrases = [p.strip() for p in self.settings.backchannel_words.split(",") if p.strip()]
-        return BackchannelRule(phrases) if phrases else None
-
-    def text_session(self) -> AgentSession[Any]:
-        """A text-only session (``audio=false``): the LLM and nothing else."""
-        # every audio component explicitly None: left out, livekit-agents picks defaults
-        return AgentSession(
-            llm=self.llm,
-            vad=None,
-            # None (not NOT_GIVEN): no STT or TTS at all, where leaving them out would pick
-            # LiveKit Cloud's defaults; the stubs only allow NOT_GIVEN
-            stt=None,  # type: ignore[arg-type]
-            tts=None,  # type: ignore[arg-type]
-            turn_handling={"turn_detection": "manual", "interruption": {"enabled": False}},
-            session_close_transcript_timeout=0,
-            user_away_timeout=None,  # a text relay's backend decides when a chat is over
-        )

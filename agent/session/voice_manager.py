@@ -34,6 +34,7 @@ from agent.log import logger
 from agent.models.engines import Engines
 from agent.obs import logs
 from agent.obs.metrics import ACTIVE_SESSIONS, SESSIONS_ENDED, SESSIONS_STARTED, SessionMetrics
+from agent.session import factory
 from agent.session.audio_input import NormalizedAudioInput
 from agent.session.config import SessionConfig
 from agent.session.participant_room import (
@@ -133,7 +134,7 @@ class VoiceManager(utils.EventEmitter[str]):
         # the clip-cache namespace of this room's replies: one tenant's cache hits never
         # tell another what the agent said
         self._tenant = tenant
-        backchannels = engines.backchannels()
+        backchannels = factory.backchannels(engines)
         self._agent_factory = agent_factory or (
             lambda instructions, chat_ctx: VoiceAgent(
                 instructions=instructions,
@@ -249,15 +250,16 @@ class VoiceManager(utils.EventEmitter[str]):
         if history is None and self._memory is not None:
             history = await self._memory.recall(identity)
         audio = config.audio is not False
-        noise_filter = self._engines.noise_filter(config.noise_filter) if audio else None
+        noise_filter = factory.noise_filter(self._engines, config.noise_filter) if audio else None
         session = (
-            self._engines.session(
+            factory.voice_session(
+                self._engines,
                 config,
                 namespace=self._tenant,
                 user_away_timeout=self._idle.after_s if self._idle.enabled else None,
             )
             if audio
-            else self._engines.text_session()
+            else factory.text_session(self._engines)
         )
         agent = self._agent_factory(config.instructions or self._instructions, history)
         entry = ParticipantSession(
@@ -399,8 +401,10 @@ class VoiceManager(utils.EventEmitter[str]):
             session.update_options(
                 endpointing_opts=update.turn.endpointing(),
                 # the same pause text: the session's STT streams keep publishing to it
-                turn_detection=self._engines.turn_detector(
-                    update.turn, getattr(session.stt, "pause_text", None) or PauseText()
+                turn_detection=factory.turn_detector(
+                    self._engines,
+                    update.turn,
+                    getattr(session.stt, "pause_text", None) or PauseText(),
                 ),
             )
             vad = session.vad

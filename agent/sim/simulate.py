@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from agent.models.engines import Engines, clip_cache_of
+from agent.models.engines import Engines
 from agent.session.config import SessionConfig
+from agent.session.factory import clip_cache_of
 from agent.session.voice_manager import SessionIO, VoiceManager
 from agent.settings import Settings
 from agent.sim.audio_file import read_audio_16k

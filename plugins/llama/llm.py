@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from livekit.agents import (
     DEFAULT_API_CONNECT_OPTIONS,
@@ -101,14 +101,26 @@ def text_messages(chat_ctx: ChatContext) -> list[dict[str, str]]:
     return messages
 
 
+class PieceGenerator(Protocol):
+    """Generation done outside this process (the shared inference process's client)."""
+
+    def pieces(
+        self, messages: list[dict[str, str]], options: dict[str, Any]
+    ) -> AsyncGenerator[str, None]:
+        """The reply's text pieces; closing the iterator (barge-in) cancels the generation."""
+        ...
+
+
 class LlamaLLM(llm.LLM[Any]):
-    """llama.cpp in-process.
+    """llama.cpp in-process, or in another process through ``generator``.
 
     Args:
         model_path: a GGUF file; default the packaged SmolLM2-135M-Instruct from the asset
             store under ``cache_dir`` (placed there by ``download-files``).
         n_gpu_layers: layers offloaded to the GPU (-1 = all) when llama.cpp is built with CUDA.
         model_instance: share an already loaded ``llama_cpp.Llama`` (one copy per process).
+        generator: generate elsewhere (no model here); ``model_name`` and ``context_tokens``
+            then say what that model is.
     """
 
     def __init__(
@@ -124,8 +136,23 @@ class LlamaLLM(llm.LLM[Any]):
         n_gpu_layers: int = 0,
         seed: int | None = None,
         model_instance: Any = None,
+        generator: PieceGenerator | None = None,
+        model_name: str | None = None,
+        context_tokens: int | None = None,
     ) -> None:
         super().__init__()
+        self._opts = _LLMOptions(
+            temperature=temperature, max_tokens=max_tokens, top_p=top_p, seed=seed
+        )
+        # llama.cpp contexts are not thread-safe: one generation at a time per model
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+        self._generator = generator
+        self._model_name = model_name
+        self._context_tokens = context_tokens
+        self._llama: Any = None
+        if generator is not None:
+            self._model_path = Path(model_name or "llama.cpp")
+            return
         if model_path is None and model_instance is None:
             if cache_dir is None:
                 raise ValueError("give model_path, model_instance or cache_dir")
@@ -134,11 +161,6 @@ class LlamaLLM(llm.LLM[Any]):
         self._llama = model_instance or load_llama(
             self._model_path, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers
         )
-        self._opts = _LLMOptions(
-            temperature=temperature, max_tokens=max_tokens, top_p=top_p, seed=seed
-        )
-        # llama.cpp contexts are not thread-safe: one generation at a time per model
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
 
     @property
     def model(self) -> str:
@@ -146,7 +168,7 @@ class LlamaLLM(llm.LLM[Any]):
 
     @property
     def provider(self) -> str:
-        return "llama.cpp"
+        return "llama.cpp" if self._generator is None else "llama.cpp (shared)"
 
     @property
     def llama(self) -> Any:
@@ -154,13 +176,21 @@ class LlamaLLM(llm.LLM[Any]):
         return self._llama
 
     @property
-    def context_tokens(self) -> int:
-        """The model's window, prompt and reply together (``n_ctx``)."""
+    def context_tokens(self) -> int | None:
+        """The model's window, prompt and reply together (``n_ctx``; None: not known)."""
+        if self._llama is None:
+            return self._context_tokens
         return int(self._llama.n_ctx())
+
+    def token_counter(self) -> Callable[[str], int] | None:
+        """This model's own tokenizer, when the model is in this process."""
+        return self.count_tokens if self._llama is not None else None
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` by this model's own tokenizer (reads only the vocabulary, so
         it is safe beside a running generation)."""
+        if self._llama is None:
+            raise RuntimeError("the model is in another process: no tokenizer here")
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     def update_options(
@@ -223,6 +253,12 @@ class LlamaLLM(llm.LLM[Any]):
     ) -> AsyncGenerator[str, None]:
         """``generate`` on the model's thread, its pieces handed to the event loop one by
         one; closing the iterator (barge-in) stops generation at the next token."""
+        if self._generator is not None:
+            elsewhere = self._generator.pieces(messages, opts.to_dict())
+            async with aclosing(elsewhere):
+                async for piece in elsewhere:
+                    yield piece
+            return
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         stop = threading.Event()

@@ -19,16 +19,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.inference.client import (
+from agent.inference.host import private_address
+from agent.models.engines import Engines
+from agent.models.shared.client import (
     InferenceClient,
     InferenceRequestError,
     InferenceUnavailable,
     probe,
     wait_ready,
 )
-from agent.inference.host import private_address
-from agent.inference.protocol import encode, socket_path
-from agent.models.engines import Engines
+from agent.models.shared.protocol import encode, socket_path
 from agent.settings import Settings
 from tests.audio_fixtures import speak, wer
 
@@ -119,10 +119,11 @@ def test_a_job_process_on_the_shared_process_loads_no_model(server: str, cache_d
     code = f"""
 import sys, json
 from agent.models.engines import Engines
+from agent.session.factory import voice_session
 from agent.settings import Settings
 engines = Engines.remote(Settings.from_env({{"CACHE_PATH": {str(cache_dir)!r}}}), {server!r})
 engines.preload()
-engines.session()
+voice_session(engines)
 heavy = ("faster_whisper", "ctranslate2", "llama_cpp", "torch")
 print(json.dumps({{"heavy": [m for m in heavy if m in sys.modules],
                    "loaded": sorted(engines.loaded())}}))

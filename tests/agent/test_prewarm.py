@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.models.assets import prewarm_clips
-from agent.models.engines import Engines, clip_cache_of
+from agent.models.engines import Engines
+from agent.session.factory import clip_cache_of
 from agent.settings import Settings
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from agent.models.engines import Engines, clip_cache_of
+from agent.models.engines import Engines
+from agent.session.factory import clip_cache_of
 from agent.settings import Settings
 from plugins._common.text import speakable
 

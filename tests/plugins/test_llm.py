@@ -106,3 +106,31 @@ def test_serving_engine_urls_must_be_http() -> None:
         with pytest.raises(SettingsError, match=key.upper()):
             Settings(**{key: "file:///etc/passwd"}, **extra).validate()
         Settings(**{key: "http://127.0.0.1:8000/v1"}, **extra).validate()
+
+
+async def test_the_llm_streams_from_a_generator_elsewhere() -> None:
+    """``LlamaLLM(generator=...)``: the job process's LLM when the model is in the shared
+    inference process; the same stream, no model here, and the generation closed at the end."""
+    import asyncio
+
+    from plugins.llama import LlamaLLM
+
+    closed = asyncio.Event()
+    seen: dict = {}
+
+    class Elsewhere:
+        async def pieces(self, messages, options):
+            seen.update(messages=messages, options=options)
+            try:
+                for piece in ("Blue", " is", " calm", "."):
+                    yield piece
+            finally:
+                closed.set()
+
+    model = LlamaLLM(generator=Elsewhere(), model_name="smollm2", context_tokens=2048, max_tokens=7)
+    parts = await _collect(model.chat(chat_ctx=_ctx("Name a color.")))
+    assert "".join(parts) == "Blue is calm." and closed.is_set()
+    assert seen["messages"][-1] == {"role": "user", "content": "Name a color."}
+    assert seen["options"]["max_tokens"] == 7
+    assert (model.model, model.provider) == ("smollm2", "llama.cpp (shared)")
+    assert model.context_tokens == 2048 and model.token_counter() is None

@@ -18,7 +18,7 @@ from typing import Any
 
 from livekit.agents import APIConnectionError
 
-from agent.inference.protocol import Header, ProtocolError, encode, read_frame, socket_path
+from agent.models.shared.protocol import Header, ProtocolError, encode, read_frame, socket_path
 
 
 class InferenceUnavailable(APIConnectionError):
