@@ -8,7 +8,7 @@ the process's, shared by every session.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from livekit.agents import AgentSession
 from livekit.plugins import silero
@@ -21,6 +21,19 @@ from cache.tts import CachedTTS
 from plugins._common.pause_text import PauseText
 from plugins.noise import create as create_noise_filter
 from plugins.smart_turn import HybridTurnOptions, SmartTurnDetector
+
+
+class SessionBuilder(Protocol):
+    """How a VoiceManager builds a participant's voice session (``voice_session``)."""
+
+    def __call__(
+        self,
+        engines: Engines,
+        config: SessionConfig | None = None,
+        *,
+        namespace: str | None = None,
+        user_away_timeout: float | None = None,
+    ) -> AgentSession[Any]: ...
 
 
 def noise_filter(engines: Engines, name: str | None = None) -> SwitchableNoiseFilter:

@@ -118,8 +118,11 @@ class VoiceManager(utils.EventEmitter[str]):
         greeting: str | None = None,
         idle: IdlePolicy | None = None,
         memory: SessionMemory | None = None,
+        sessions: factory.SessionBuilder = factory.voice_session,
     ) -> None:
         super().__init__()
+        # what builds a voice session on the engines (tests give fakes on a fast clock)
+        self._build_session = sessions
         self._memory = memory  # None: this tenant's conversations are not remembered
         # said when a voice session starts, unless its config has its own (the tenant's,
         # else GREETING)
@@ -252,7 +255,7 @@ class VoiceManager(utils.EventEmitter[str]):
         audio = config.audio is not False
         noise_filter = factory.noise_filter(self._engines, config.noise_filter) if audio else None
         session = (
-            factory.voice_session(
+            self._build_session(
                 self._engines,
                 config,
                 namespace=self._tenant,
