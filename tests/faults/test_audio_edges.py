@@ -17,6 +17,7 @@ import pytest
 from livekit import rtc
 from livekit.agents.voice.io import AudioInput
 
+from agent.conversation.idle import IdlePolicy
 from agent.session.audio_input import SESSION_SAMPLE_RATE, NormalizedAudioInput
 from agent.session.voice_manager import SessionIO, VoiceManager
 from agent.sim.io import PacedAudioInput, RecordingAudioOutput
@@ -163,7 +164,11 @@ async def test_half_an_hour_of_input_leaves_memory_and_tasks_bounded(engines) ->
     # 30x leaves the 2-core machine room: if the VAD falls behind, queued frames (a test
     # artefact, not the session's memory) would be counted as growth
     source = HissSource(duration, speedup=30)
-    manager = VoiceManager(engines, instructions="Answer in one short sentence.")
+    # no idle prompts: they run on the wall clock, so at 30x the first one (and Piper's
+    # first synthesis, a one-time ~20 MB) landed on the 10-minute sample, half the time
+    # before it and half after; tests/agent/test_call_initiative.py covers them
+    no_idle = IdlePolicy(after_s=0, prompts=0, prompt="", goodbye="")
+    manager = VoiceManager(engines, instructions="Answer in one short sentence.", idle=no_idle)
     process = psutil.Process()
     samples: list[tuple[float, int, int]] = []
     attached: Any = None
