@@ -127,3 +127,12 @@ def test_text_file_turns_are_bounded(tmp_path: Path) -> None:
     f.write_text("\n \n", encoding="utf-8")
     with pytest.raises(TextFileError, match="no non-empty line"):
         read_text_turns(f)
+
+
+def test_the_readme_command_finds_its_sample_question() -> None:
+    """``python -m agent simulate`` with no file speaks the packaged sample question (the
+    README's first command); it once moved away from the module that points at it."""
+    from agent.sim.simulate import SAMPLE_QUESTION
+
+    samples, rate, channels = read_wav(SAMPLE_QUESTION)
+    assert (rate, channels) == (16000, 1) and samples.size > rate  # over a second of speech
