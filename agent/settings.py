@@ -400,6 +400,62 @@ class Settings:
         secret=True,
         group="Conversation",
     )
+    # --- tools -------------------------------------------------------------------------------
+    tools: str = setting(
+        "",
+        "TOOLS",
+        "HTTP tools every session gets: a JSON list of {name, description, parameters (JSON "
+        "Schema), url, method, timeout_s, headers}, or @/path/to/tools.json. Header values "
+        "env:NAME are read from the environment at call time (docs/tools.md). Tools need an "
+        "LLM_BASE_URL model with tool calling; the embedded model ignores them.",
+        group="Tools",
+    )
+    mcp_servers: str = setting(
+        "",
+        "MCP_SERVERS",
+        "MCP servers (streamable HTTP) whose tools every session gets: a JSON list of URLs or "
+        "{url, headers, tools, timeout_s}, or @file.",
+        group="Tools",
+    )
+    tools_allowed_hosts: str = setting(
+        "",
+        "TOOLS_ALLOWED_HOSTS",
+        "Hosts (host or host:port, comma-separated) tools and MCP servers may reach although "
+        "they are or resolve to loopback, private or link-local addresses. Every other "
+        "non-public address is refused.",
+        group="Tools",
+    )
+    builtin_tools: str = setting(
+        "end_call",
+        "BUILTIN_TOOLS",
+        "The worker's own call tools, comma-separated: end_call (the agent may hang up after "
+        "a goodbye). Empty: none.",
+        group="Tools",
+    )
+    tool_filler: str = setting(
+        "One moment, let me check.",
+        "TOOL_FILLER",
+        "Said (from the clip cache) when a tool runs longer than TOOL_FILLER_AFTER_S.",
+        group="Tools",
+    )
+    tool_filler_after_s: float = setting(
+        1.0,
+        "TOOL_FILLER_AFTER_S",
+        "Seconds a tool may run before the filler. 0: never.",
+        group="Tools",
+    )
+    tool_max_response_bytes: int = setting(
+        16384,
+        "TOOL_MAX_RESPONSE_BYTES",
+        "Longest tool answer passed to the LLM; the rest is cut.",
+        group="Tools",
+    )
+    log_tool_arguments: bool = setting(
+        False,
+        "LOG_TOOL_ARGUMENTS",
+        "Log the arguments of each tool call (the caller's words: off by default).",
+        group="Tools",
+    )
     # --- turn taking ---------------------------------------------------------------------
     noise_filter: NoiseFilterName = setting(
         "off",
@@ -572,8 +628,9 @@ class Settings:
         "",
         "TENANT_LIMITS",
         'JSON: tenant id (or "*") -> {concurrent_sessions, sessions_per_minute, '
-        "requests_per_minute, tts_chars_per_minute}. A tenant without an entry (and no "
-        '"*") is refused. Empty: every tenant, no limits.',
+        "requests_per_minute, tts_chars_per_minute, ...} and the tenant's policy (greeting, "
+        "memory, participant rules, tools, mcp_servers, tool_secrets: docs/tools.md). A "
+        'tenant without an entry (and no "*") is refused. Empty: every tenant, no limits.',
         group="HTTP API and auth",
     )
     rate_limit_redis_url: str = setting(
@@ -721,11 +778,25 @@ class Settings:
             )
         if self.llm_base_url and not self.llm_model:
             raise SettingsError("LLM_MODEL is required when LLM_BASE_URL is set")
+        if self.tool_filler_after_s < 0 or not 256 <= self.tool_max_response_bytes <= 1 << 20:
+            raise SettingsError(
+                "TOOL_FILLER_AFTER_S must not be negative, TOOL_MAX_RESPONSE_BYTES 256-1048576"
+            )
+        if len(self.tool_filler) > 500:
+            raise SettingsError("TOOL_FILLER must be at most 500 characters")
+        from agent.tools.box import check_settings
+
+        try:
+            check_settings(self)
+        except ValueError as e:  # ToolSpecError too
+            raise SettingsError(str(e)) from None
 
     def prewarm_phrases(self) -> list[str]:
-        """The fixed lines (apology, greeting, idle prompt and goodbye), CACHE_PREWARM and
-        the lines of CACHE_PREWARM_FILE, blanks dropped."""
+        """The fixed lines (apology, greeting, idle prompt and goodbye, the tool filler),
+        CACHE_PREWARM and the lines of CACHE_PREWARM_FILE, blanks dropped."""
         phrases = [self.llm_apology, self.greeting, self.user_idle_prompt, self.user_idle_goodbye]
+        if self.tools or self.mcp_servers:  # tenants' tools: cached on first use
+            phrases.append(self.tool_filler)
         phrases += [p.strip() for p in self.cache_prewarm.split("|")]
         if self.cache_prewarm_file:
             try:

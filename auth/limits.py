@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import Counter
 
@@ -75,6 +75,12 @@ class Limits:
     # not limits but the tenant's conversation policy, kept in the same table
     greeting: str | None = None  # said when a voice session starts
     memory: bool | None = None  # conversations remembered across sessions (opt-in)
+    # the tenant's tools (JSON as written; parsed and checked by agent/tools/spec.py):
+    # HTTP tools and MCP servers every session of the tenant gets, and the env: names
+    # its dispatch metadata's tool headers may read
+    tools: list[Any] | None = None
+    mcp_servers: list[Any] | None = None
+    tool_secrets: tuple[str, ...] | None = None
 
 
 MAX_GREETING_CHARS = 500
@@ -118,6 +124,19 @@ class TenantPolicy:
                             f"{MAX_GREETING_CHARS} characters"
                         )
                     values[name] = value
+                    continue
+                if name in ("tools", "mcp_servers"):
+                    if not isinstance(value, list):
+                        raise ValueError(f"TENANT_LIMITS[{tenant!r}].{name} must be a list")
+                    values[name] = value
+                    continue
+                if name == "tool_secrets":
+                    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                        raise ValueError(
+                            f"TENANT_LIMITS[{tenant!r}].tool_secrets must be a list of "
+                            "environment variable names"
+                        )
+                    values[name] = tuple(value)
                     continue
                 if name == "memory":
                     if not isinstance(value, bool):

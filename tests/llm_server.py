@@ -36,14 +36,20 @@ def start_llama_server(model: Path, port: int, alias: str = "m") -> subprocess.P
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
+    wait_for_port(proc, port, "llama_cpp.server")
+    return proc
+
+
+def wait_for_port(proc: subprocess.Popen[bytes], port: int, name: str, within: float = 60) -> None:
+    """Return once ``proc`` accepts connections on ``port``; kill it if it never does."""
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc
+            return
         except OSError as e:
             if proc.poll() is not None:
-                raise RuntimeError("llama_cpp.server exited at start") from e
-            time.sleep(0.2)
+                raise RuntimeError(f"{name} exited at start") from e
+            time.sleep(0.1)
     proc.kill()
-    raise TimeoutError("llama_cpp.server did not start")
+    raise TimeoutError(f"{name} did not start")

@@ -411,6 +411,13 @@ class Engines:
             )
         return self._llm
 
+    @property
+    def llm_calls_tools(self) -> bool:
+        """Whether the LLM can call tools: an endpoint can (vLLM with a tool-call parser,
+        llama.cpp's server with --jinja); the embedded model here cannot (docs/tools.md)."""
+        model = self.llm.inner if isinstance(self.llm, ResilientLLM) else self.llm
+        return not isinstance(model, LlamaLLM)
+
     def context_budget(self) -> ContextBudget:
         """What one session may send the LLM: the model's window (``LLM_CONTEXT_TOKENS``, or
         the embedded model's own), minus the reply; counted by the model's tokenizer when it

@@ -104,6 +104,18 @@ MEMORY_OPERATIONS = Counter(
 IDLE_PROMPTS = Counter(
     "voice_idle_prompts", "Prompts said to a caller who went quiet (USER_IDLE_S)"
 )
+TOOL_CALLS = Counter(
+    "voice_tool_calls",
+    "Tool calls by kind (http, mcp, builtin) and outcome (ok, error, invalid_arguments, "
+    "timeout, refused)",
+    ["kind", "outcome"],
+)
+TOOL_SECONDS = Histogram(
+    "voice_tool_duration_seconds", "Tool call duration", ["kind"], buckets=LATENCY_BUCKETS
+)
+TOOL_FILLERS = Counter(
+    "voice_tool_fillers", "Filler phrases said while a tool ran past TOOL_FILLER_AFTER_S"
+)
 ACTIVE_SESSIONS = Gauge(
     "voice_active_sessions", "Voice sessions attached now", multiprocess_mode="livesum"
 )

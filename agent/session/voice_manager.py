@@ -47,6 +47,8 @@ from agent.session.participant_room import (
 )
 from agent.session.swappable import SwappableTTS, SwitchableNoiseFilter
 from agent.session.voice_agent import VoiceAgent
+from agent.tools.box import RoomTools, SessionTools
+from agent.tools.builtins import END_CALL_REASON
 from plugins._common.pause_text import PauseText
 
 
@@ -91,6 +93,7 @@ class ParticipantSession:
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     close_reason: str | None = None
     idle: IdleWatch | None = None
+    tools: SessionTools | None = None  # its MCP connections close with it
 
     @property
     def mode(self) -> str:
@@ -119,6 +122,7 @@ class VoiceManager(utils.EventEmitter[str]):
         idle: IdlePolicy | None = None,
         memory: SessionMemory | None = None,
         sessions: factory.SessionBuilder = factory.voice_session,
+        tools: RoomTools | None = None,
     ) -> None:
         super().__init__()
         # what builds a voice session on the engines (tests give fakes on a fast clock)
@@ -146,6 +150,14 @@ class VoiceManager(utils.EventEmitter[str]):
                 budget=engines.context_budget(),
             )
         )
+        self._tools = tools if tools is not None and not tools.empty else None
+        if self._tools is not None and not engines.llm_calls_tools:
+            if self._tools.declared:  # the built-in end_call alone is no configuration
+                logger.warning(
+                    "tools are configured but the embedded LLM cannot call them: set "
+                    "LLM_BASE_URL to a model served with tool calling (docs/tools.md)"
+                )
+            self._tools = None
         self._sessions: dict[str, ParticipantSession] = {}
         self._pending: dict[str, asyncio.Task[ParticipantSession | None]] = {}
         self._releasing: set[asyncio.Task[None]] = set()  # voice chains being closed
@@ -265,6 +277,7 @@ class VoiceManager(utils.EventEmitter[str]):
             else factory.text_session(self._engines)
         )
         agent = self._agent_factory(config.instructions or self._instructions, history)
+        session_tools = await self._open_tools(identity, agent)
         entry = ParticipantSession(
             identity=identity,
             session=session,
@@ -272,6 +285,7 @@ class VoiceManager(utils.EventEmitter[str]):
             config=config,
             agent=agent,
             io=io,
+            tools=session_tools,
         )
         self._sessions[identity] = entry
         session.on("close", lambda ev: self._on_session_close(entry, ev))
@@ -308,6 +322,8 @@ class VoiceManager(utils.EventEmitter[str]):
             if noise_filter is not None:
                 noise_filter.close()
             await session.aclose()
+            if session_tools is not None:
+                await session_tools.aclose()
             raise
         self._set_audio_subscription(identity, audio)
         if audio:
@@ -317,6 +333,19 @@ class VoiceManager(utils.EventEmitter[str]):
         ACTIVE_SESSIONS.inc()
         self.emit("session_attached", entry)
         return entry
+
+    async def _open_tools(self, identity: str, agent: Agent) -> SessionTools | None:
+        """The session's tools on its agent (MCP servers connected now); ``end_call``
+        detaches this participant."""
+        if self._tools is None:
+            return None
+
+        async def end_call() -> None:
+            await self.detach(identity, reason=END_CALL_REASON)
+
+        opened = await self._tools.open_session(end_call)
+        await agent.update_tools([*agent.tools, *opened.tools])
+        return opened
 
     def _converse(self, entry: ParticipantSession) -> None:
         """A voice session's own initiative: the greeting, and the idle-caller watch."""
@@ -466,6 +495,10 @@ class VoiceManager(utils.EventEmitter[str]):
             task.add_done_callback(self._releasing.discard)
         if entry.noise_filter is not None:
             entry.noise_filter.close()
+        if entry.tools is not None:
+            task = asyncio.create_task(entry.tools.aclose())
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
         if isinstance(entry.session.tts, SwappableTTS):
             # the session does not close the TTS it was given; its voice chain is its own
             task = asyncio.create_task(entry.session.tts.aclose())

@@ -25,6 +25,7 @@ from agent.settings import Settings
 from agent.sim.audio_file import read_audio_16k
 from agent.sim.io import PacedAudioInput, PlayoutSegment, RecordingAudioOutput
 from agent.sim.probe import TurnProbe
+from agent.tools.box import RoomTools
 from plugins._common.audio import resample, to_mono
 
 SAMPLE_QUESTION = Path(__file__).parent / "data" / "sample_question.wav"
@@ -104,7 +105,9 @@ async def simulate(
     if speech is None:  # before any model loads: a bad file fails fast
         speech = read_audio_16k(input_wav)
     engines = engines or Engines.load(settings)
-    manager = VoiceManager(engines, instructions=settings.instructions)
+    manager = VoiceManager(
+        engines, instructions=settings.instructions, tools=RoomTools.for_room(settings)
+    )
     mic = PacedAudioInput()
     speaker = RecordingAudioOutput()
     probe = TurnProbe()
@@ -149,7 +152,9 @@ async def simulate_text(
     the same VoiceManager, and proof that no audio engine was created (``engines_loaded``)."""
     texts = [text] if isinstance(text, str) else text
     engines = engines or Engines(settings)  # lazy: only what the session touches
-    manager = VoiceManager(engines, instructions=settings.instructions)
+    manager = VoiceManager(
+        engines, instructions=settings.instructions, tools=RoomTools.for_room(settings)
+    )
     probe = TurnProbe()
     attached = await manager.attach(USER_IDENTITY, config=config)
     probe.watch(attached.session)

@@ -115,6 +115,7 @@ class Admission:
         try:
             meta = DispatchMetadata.parse(req.job.metadata)
             tenant = await self._credentials.tenant_of(meta, room)
+            meta.room_tools(self._settings, tenant)  # a bad tool declaration refuses the job
             await self.limiter.admit_session(tenant, job_id)
         except (MetadataError, AuthError) as e:
             code = getattr(e, "code", "bad_metadata")

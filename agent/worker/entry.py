@@ -32,6 +32,7 @@ from agent.session.participant_policy import ParticipantPolicy
 from agent.session.transport import CHAT_TOPIC, RoomTransport
 from agent.session.voice_manager import ParticipantSession, VoiceManager
 from agent.settings import Settings
+from agent.tools.builtins import END_CALL_REASON
 from agent.worker.admission import (
     ANONYMOUS,
     Admission,
@@ -150,6 +151,7 @@ async def entrypoint(ctx: JobContext) -> None:
             # the operator at the terminal is testing, not idling: a hang-up would leave
             # the console with no session
             idle=dataclasses.replace(IdlePolicy.from_settings(settings), after_s=0),
+            tools=meta.room_tools(settings, tenant),
         )
         managers.append(manager)
         ctx.add_shutdown_callback(manager.aclose)
@@ -171,13 +173,15 @@ async def entrypoint(ctx: JobContext) -> None:
         tenant=tenant,
         greeting=policy.greeting,
         memory=engines.session_memory(tenant) if policy.memory else None,
+        tools=meta.room_tools(settings, tenant),
     )
     managers.append(manager)
 
     def on_detached(entry: ParticipantSession) -> None:
-        # an idle caller was hung up on: with nobody left to talk to, leave the room
-        if entry.close_reason == IDLE_REASON and not manager.sessions:
-            logger.info("no session left after an idle hang-up: leaving the room")
+        # an idle caller was hung up on, or the agent ended the call: with nobody left to
+        # talk to, leave the room
+        if entry.close_reason in (IDLE_REASON, END_CALL_REASON) and not manager.sessions:
+            logger.info("no session left after a hang-up: leaving the room")
             ctx.shutdown(reason="callers idle")
 
     manager.on("session_detached", on_detached)

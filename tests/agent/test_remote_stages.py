@@ -4,10 +4,8 @@ loopback around the packaged engines), the LLM embedded, and no speech model in 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 from agent.models.engines import Engines
 from agent.settings import Settings
 from tests.audio_fixtures import read_wav, speak, wer, write_wav
-from tests.llm_server import free_port
+from tests.llm_server import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
 # a sentence tiny.en decodes exactly with whisper's own 30 s window, as a server decodes
@@ -40,15 +38,7 @@ def speech_server(cache_dir: Path) -> Iterator[str]:
         cwd=REPO,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the speech server did not start") from None
-                time.sleep(0.2)
+        wait_for_port(proc, port, "the speech server")
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
