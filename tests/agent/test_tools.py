@@ -450,3 +450,35 @@ def test_dispatch_metadata_tools_follow_the_tenants_policy() -> None:
         shadow.room_tools(settings, "acme")  # no replacing the operator's get_weather
     with pytest.raises(MetadataError, match="must be a list"):
         DispatchMetadata.parse(json.dumps({"tools": {"name": "x"}}))
+
+
+async def test_the_guard_judges_resolved_addresses_not_names() -> None:
+    from agent.tools.guard import AddressGuard, BlockedAddressError, GuardedResolver, is_public
+
+    assert is_public("93.184.216.34") and is_public("2606:4700::1111")  # judged, never dialled
+    for private in (
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+        "::ffff:127.0.0.1",
+        "224.0.0.1",
+        "0.0.0.0",
+    ):
+        assert not is_public(private), private
+    # a name that resolves to loopback is refused at lookup time, unless its host is listed
+    with pytest.raises(BlockedAddressError):
+        await GuardedResolver(AddressGuard()).resolve("localhost", 8080)
+    found = await GuardedResolver(AddressGuard(["localhost:8080"])).resolve("localhost", 8080)
+    assert {r["host"] for r in found} <= {"127.0.0.1", "::1"}
+    with pytest.raises(BlockedAddressError):
+        await GuardedResolver(AddressGuard(["localhost:8080"])).resolve("localhost", 9090)
+    with pytest.raises(BlockedAddressError):
+        await AddressGuard().check_resolved("http://localhost:8080/mcp")
+    with pytest.raises(ValueError):
+        AddressGuard(["http://x/"])
