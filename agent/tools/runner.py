@@ -65,8 +65,10 @@ def instrumented(
                 "outcome": outcome,
                 "duration_ms": round(elapsed * 1000),
             }
+            # a schema error may quote the arguments: the caller's words, logged only on request
             if error is not None and outcome != "cancelled":
-                extra["error"] = str(error)[:300]
+                if policy.log_arguments or outcome != "invalid_arguments":
+                    extra["error"] = str(error)[:300]
             if policy.log_arguments:
                 extra["arguments"] = raw_arguments
             logger.info("tool called", extra=extra)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from livekit.agents.llm import ToolError
 
 from agent.models.engines import Engines
 from agent.models.resilience import ResilientLLM
@@ -23,7 +24,8 @@ from agent.session.voice_manager import SessionIO, VoiceManager
 from agent.settings import Settings
 from agent.sim.io import PacedAudioInput, RecordingAudioOutput
 from agent.tools.box import RoomTools
-from agent.tools.spec import ToolSpecError
+from agent.tools.guard import AddressGuard
+from agent.tools.spec import OPERATOR, ToolSpecError
 from plugins.llama import openai_compatible
 from tests.chat_server import RecordingChatServer
 from tests.fakes import Caller, FakeEngines, FakeSessions
@@ -482,3 +484,32 @@ async def test_the_guard_judges_resolved_addresses_not_names() -> None:
         await AddressGuard().check_resolved("http://localhost:8080/mcp")
     with pytest.raises(ValueError):
         AddressGuard(["http://x/"])
+
+
+async def test_arguments_are_logged_only_when_the_operator_asks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+    from types import SimpleNamespace
+
+    from agent.tools.http_tool import HttpTool
+    from agent.tools.runner import CallPolicy, instrumented
+    from agent.tools.spec import parse_tools
+
+    (spec,) = parse_tools([weather_tool("https://weather.example.com")], "TOOLS", OPERATOR)
+    check = HttpTool(spec, AddressGuard())  # invalid arguments: refused before any request
+    context = SimpleNamespace(session=SimpleNamespace(tts=None))
+    caplog.set_level(logging.INFO, logger="agent")
+    for log_arguments in (False, True):
+        tool = instrumented(
+            spec.function_schema(),
+            "http",
+            lambda a, _c: check.call(a),
+            CallPolicy(log_arguments=log_arguments),
+        )
+        with pytest.raises(ToolError):
+            await tool({"city": 12345678}, context)
+    quiet, loud = [r.__dict__ for r in caplog.records if r.getMessage() == "tool called"]
+    assert quiet["outcome"] == loud["outcome"] == "invalid_arguments"
+    assert "12345678" not in repr(quiet)
+    assert loud["arguments"] == {"city": 12345678} and "12345678" in loud["error"]
