@@ -400,6 +400,35 @@ class Settings:
         secret=True,
         group="Conversation",
     )
+    # --- recording ---------------------------------------------------------------------------
+    recording_allowed: bool = setting(
+        False,
+        "RECORDING_ALLOWED",
+        "Whether sessions of tenants whose TENANT_LIMITS entry says nothing (recording) may be "
+        "recorded. A session is recorded only when this policy allows it and its config or "
+        'dispatch metadata asks ("recording": true); never by default (docs/recording.md).',
+        group="Recording",
+    )
+    recording_path: str = setting(
+        "",
+        "RECORDING_PATH",
+        "Where recordings and transcripts are written. Empty: CACHE_PATH/recordings.",
+        group="Recording",
+    )
+    recording_min_free_mb: int = setting(
+        256,
+        "RECORDING_MIN_FREE_MB",
+        "A recording's audio stops (the call goes on, the transcript marks the gap) when its "
+        "destination has less free space than this.",
+        group="Recording",
+    )
+    recording_retention_days: float = setting(
+        30.0,
+        "RECORDING_RETENTION_DAYS",
+        "Recordings older than this are deleted (checked whenever one starts). 0: kept until "
+        "deleted through the API.",
+        group="Recording",
+    )
     # --- tools -------------------------------------------------------------------------------
     tools: str = setting(
         "",
@@ -781,6 +810,10 @@ class Settings:
         if self.tool_filler_after_s < 0 or not 256 <= self.tool_max_response_bytes <= 1 << 20:
             raise SettingsError(
                 "TOOL_FILLER_AFTER_S must not be negative, TOOL_MAX_RESPONSE_BYTES 256-1048576"
+            )
+        if self.recording_retention_days < 0 or self.recording_min_free_mb < 0:
+            raise SettingsError(
+                "RECORDING_RETENTION_DAYS and RECORDING_MIN_FREE_MB must not be negative"
             )
         if len(self.tool_filler) > 500:
             raise SettingsError("TOOL_FILLER must be at most 500 characters")

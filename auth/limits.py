@@ -59,6 +59,7 @@ PARTICIPANT_CONFIG_KEYS = (
     "instructions",
     "text_room_audio",
     "greeting",
+    "recording",  # whether the participant's session is recorded (the policy must allow it)
 )
 
 
@@ -81,6 +82,7 @@ class Limits:
     tools: list[Any] | None = None
     mcp_servers: list[Any] | None = None
     tool_secrets: tuple[str, ...] | None = None
+    recording: bool | None = None  # sessions may be recorded when asked (RECORDING_ALLOWED)
 
 
 MAX_GREETING_CHARS = 500
@@ -138,9 +140,9 @@ class TenantPolicy:
                         )
                     values[name] = tuple(value)
                     continue
-                if name == "memory":
+                if name in ("memory", "recording"):
                     if not isinstance(value, bool):
-                        raise ValueError(f"TENANT_LIMITS[{tenant!r}].memory must be true or false")
+                        raise ValueError(f"TENANT_LIMITS[{tenant!r}].{name} must be true or false")
                     values[name] = value
                     continue
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:

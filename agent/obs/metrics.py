@@ -116,6 +116,11 @@ TOOL_SECONDS = Histogram(
 TOOL_FILLERS = Counter(
     "voice_tool_fillers", "Filler phrases said while a tool ran past TOOL_FILLER_AFTER_S"
 )
+RECORDINGS = Counter(
+    "voice_recordings",
+    "Session recordings started, completed, and failed (destination full or unwritable)",
+    ["outcome"],
+)
 ACTIVE_SESSIONS = Gauge(
     "voice_active_sessions", "Voice sessions attached now", multiprocess_mode="livesum"
 )

@@ -6,6 +6,7 @@ Shape (every key optional)::
       "audio": true | false,          # false: text/data relay, no audio engines at all
       "noise_filter": "off" | "auto" | "rnnoise" | "deepfilternet",
       "greeting": "Hello! How can I help?",   # said when the voice session starts
+      "recording": true,              # record the session, if the tenant's policy allows
       "llm":  {"instructions": "..."},
       "tts":  {"speed": 1.1},
       "turn": {"threshold": 0.5, "decision_pause": 0.3, "silence_timeout": 2.0,
@@ -60,6 +61,7 @@ class SessionConfig:
     tts_speed: float | None = None
     turn: HybridTurnOptions | None = None
     greeting: str | None = None
+    recording: bool | None = None  # asked for; the tenant's policy must allow it too
 
     def merged(self, update: SessionConfig) -> SessionConfig:
         """This config with every field ``update`` sets replaced."""
@@ -70,13 +72,14 @@ class SessionConfig:
             tts_speed=update.tts_speed if update.tts_speed is not None else self.tts_speed,
             turn=update.turn or self.turn,
             greeting=update.greeting or self.greeting,
+            recording=update.recording if update.recording is not None else self.recording,
         )
 
 
 def parse_config(raw: str | bytes | dict[str, Any], base_turn: HybridTurnOptions) -> SessionConfig:
     """Parse a config message; ``base_turn`` fills the turn keys the message leaves out."""
     data = _load(raw)
-    _only(data, {"audio", "noise_filter", "llm", "tts", "turn", "greeting"}, prefix="")
+    _only(data, {"audio", "noise_filter", "llm", "tts", "turn", "greeting", "recording"}, prefix="")
     audio = data.get("audio")
     if audio is not None and not isinstance(audio, bool):
         raise ConfigError("invalid_type", "audio must be true or false", "audio")
@@ -111,7 +114,11 @@ def parse_config(raw: str | bytes | dict[str, Any], base_turn: HybridTurnOptions
     greeting = (
         _string(data["greeting"], "greeting", MAX_GREETING_CHARS) if "greeting" in data else None
     )
+    recording = data.get("recording")
+    if recording is not None and not isinstance(recording, bool):
+        raise ConfigError("invalid_type", "recording must be true or false", "recording")
     return SessionConfig(
+        recording=recording,
         audio=audio,
         noise_filter=noise,
         instructions=instructions,

@@ -68,6 +68,7 @@ class ParticipantPolicy:
             "tts": update.tts_speed is not None,
             "turn": update.turn is not None,
             "greeting": update.greeting is not None,
+            "recording": update.recording is not None,
         }
         field_names = {"instructions": "llm.instructions"}
         for key, present in wanted.items():

@@ -34,6 +34,7 @@ from agent.log import logger
 from agent.models.engines import Engines
 from agent.obs import logs
 from agent.obs.metrics import ACTIVE_SESSIONS, SESSIONS_ENDED, SESSIONS_STARTED, SessionMetrics
+from agent.recording.recorder import RecordingPolicy, SessionRecording
 from agent.session import factory
 from agent.session.audio_input import NormalizedAudioInput
 from agent.session.config import SessionConfig
@@ -94,6 +95,7 @@ class ParticipantSession:
     close_reason: str | None = None
     idle: IdleWatch | None = None
     tools: SessionTools | None = None  # its MCP connections close with it
+    recording: SessionRecording | None = None
 
     @property
     def mode(self) -> str:
@@ -123,6 +125,7 @@ class VoiceManager(utils.EventEmitter[str]):
         memory: SessionMemory | None = None,
         sessions: factory.SessionBuilder = factory.voice_session,
         tools: RoomTools | None = None,
+        recording: RecordingPolicy | None = None,
     ) -> None:
         super().__init__()
         # what builds a voice session on the engines (tests give fakes on a fast clock)
@@ -150,6 +153,8 @@ class VoiceManager(utils.EventEmitter[str]):
                 budget=engines.context_budget(),
             )
         )
+        # None: nothing in this room is recorded, whatever a config asks
+        self._recording = recording if recording is not None and recording.allowed else None
         self._tools = tools if tools is not None and not tools.empty else None
         if self._tools is not None and not engines.llm_calls_tools:
             if self._tools.declared:  # the built-in end_call alone is no configuration
@@ -326,6 +331,8 @@ class VoiceManager(utils.EventEmitter[str]):
                 await session_tools.aclose()
             raise
         self._set_audio_subscription(identity, audio)
+        if audio and config.recording:
+            await self._record(entry)
         if audio:
             self._converse(entry)
         logger.info("session attached", extra={"participant": identity, "audio": audio})
@@ -346,6 +353,19 @@ class VoiceManager(utils.EventEmitter[str]):
         opened = await self._tools.open_session(end_call)
         await agent.update_tools([*agent.tools, *opened.tools])
         return opened
+
+    async def _record(self, entry: ParticipantSession) -> None:
+        """Start recording a voice session whose config asks for it, if the policy allows."""
+        if self._recording is None:
+            logger.info("recording asked for but not allowed by the tenant's policy")
+            return
+        if entry.recording is None:
+            entry.recording = await self._recording.start(entry.session, entry.identity)
+
+    async def _stop_recording(self, entry: ParticipantSession) -> None:
+        recording, entry.recording = entry.recording, None
+        if recording is not None:
+            await recording.aclose()
 
     def _converse(self, entry: ParticipantSession) -> None:
         """A voice session's own initiative: the greeting, and the idle-caller watch."""
@@ -442,6 +462,10 @@ class VoiceManager(utils.EventEmitter[str]):
             vad = session.vad
             if vad is not None and hasattr(vad, "update_options"):
                 vad.update_options(**update.turn.vad_options())
+        if update.recording is True and entry.mode == "audio":
+            await self._record(entry)
+        elif update.recording is False:
+            await self._stop_recording(entry)
         entry.config = new
         logger.info("session reconfigured", extra={"participant": identity})
         return new
@@ -495,6 +519,10 @@ class VoiceManager(utils.EventEmitter[str]):
             task.add_done_callback(self._releasing.discard)
         if entry.noise_filter is not None:
             entry.noise_filter.close()
+        if entry.recording is not None:
+            task = asyncio.create_task(self._stop_recording(entry))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
         if entry.tools is not None:
             task = asyncio.create_task(entry.tools.aclose())
             self._releasing.add(task)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from agent.models.engines import Engines
+from agent.recording.recorder import recording_policy
 from agent.session.config import SessionConfig
 from agent.session.factory import clip_cache_of
 from agent.session.voice_manager import SessionIO, VoiceManager
@@ -32,6 +33,7 @@ SAMPLE_QUESTION = Path(__file__).parent / "data" / "sample_question.wav"
 USER_IDENTITY = "simulated-user"
 SAMPLE_QUESTION_TEXT = "Hello, can you tell me a short story about a friendly robot?"
 SIMULATE_SEED = 42
+SIMULATE_TENANT = "local"  # whose recordings simulate writes (CACHE_PATH/recordings/local/)
 
 
 def max_rss_mb() -> float:
@@ -106,13 +108,17 @@ async def simulate(
         speech = read_audio_16k(input_wav)
     engines = engines or Engines.load(settings)
     manager = VoiceManager(
-        engines, instructions=settings.instructions, tools=RoomTools.for_room(settings)
+        engines,
+        instructions=settings.instructions,
+        tools=RoomTools.for_room(settings),
+        recording=recording_policy(settings, SIMULATE_TENANT),
     )
     mic = PacedAudioInput()
     speaker = RecordingAudioOutput()
     probe = TurnProbe()
     attached = await manager.attach(USER_IDENTITY, SessionIO(mic, speaker), config=config)
     probe.watch(attached.session)
+    recording = attached.recording  # its files stay after the manager closes
     try:
         await mic.play_silence(0.3)
         await mic.play(speech, 16000)
@@ -137,6 +143,16 @@ async def simulate(
         "tts_cache": ("hit" if lookups[0].hit else "miss") if lookups else "off",
         "output_seconds": round(pcm.size / rate, 3),
         "output_wav": str(output_wav),
+        **(
+            {
+                "recording": {
+                    "audio": str(recording.files.audio),
+                    "transcript": str(recording.files.transcript),
+                }
+            }
+            if recording is not None
+            else {}
+        ),
         "max_rss_mb": max_rss_mb(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

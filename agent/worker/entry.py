@@ -27,6 +27,7 @@ from agent.conversation.idle import IDLE_REASON, IdlePolicy
 from agent.log import logger
 from agent.models.engines import Engines, turn_options
 from agent.obs import logs
+from agent.recording.recorder import recording_policy
 from agent.session.control import ControlChannel
 from agent.session.participant_policy import ParticipantPolicy
 from agent.session.transport import CHAT_TOPIC, RoomTransport
@@ -174,6 +175,7 @@ async def entrypoint(ctx: JobContext) -> None:
         greeting=policy.greeting,
         memory=engines.session_memory(tenant) if policy.memory else None,
         tools=meta.room_tools(settings, tenant),
+        recording=recording_policy(settings, tenant),
     )
     managers.append(manager)
 
