@@ -40,6 +40,11 @@ class BadRequest(RequestError):
     code = "bad_request"
 
 
+class NotFound(RequestError):
+    status = 404
+    code = "not_found"
+
+
 class TooLarge(RequestError):
     status = 413
     code = "too_large"

@@ -29,9 +29,17 @@ from agent import __version__, json_input
 from agent.conversation.memory import MAX_IDENTITY_CHARS, MemoryStore, MemoryUnavailableError
 from agent.http.speaker import AudioTooLong, Speaker, wav_header
 from agent.obs.metrics import render
+from agent.recording.store import RecordingFiles, RecordingStore, summary
 from agent.settings import Settings
 from agent.worker.dispatch import DispatchMetadata, MetadataError
-from auth.errors import BadRequest, InvalidTokenError, RequestError, TooLarge, Unavailable
+from auth.errors import (
+    BadRequest,
+    InvalidTokenError,
+    NotFound,
+    RequestError,
+    TooLarge,
+    Unavailable,
+)
 from auth.grants import DispatchGrants
 from auth.limits import Limiter
 from auth.rooms import ROOM_NAME, check_room
@@ -70,6 +78,7 @@ class ApiContext:
     dispatcher: Callable[[str, str], Awaitable[str]] | None = None
     grants: DispatchGrants | None = None
     memory: MemoryStore | None = None
+    recordings: RecordingStore | None = None
     readiness: Callable[[], dict[str, Any]] = field(default=lambda: {})
     collectors: list[Any] = field(default_factory=list)
     sha: str = field(default_factory=git_sha)
@@ -166,6 +175,38 @@ ROUTES = [
         responses={"200": "application/json"},
     ),
     Route(
+        "GET",
+        "/v1/recordings",
+        "recordings_list",
+        "The caller's tenant's session recordings, newest first (docs/recording.md).",
+        True,
+        responses={"200": "application/json"},
+    ),
+    Route(
+        "GET",
+        "/v1/recordings/{recording_id}",
+        "recording_get",
+        "A recording's transcript: turns with speaker, text, times and latencies, and gaps.",
+        True,
+        responses={"200": "application/json", "404": "application/json"},
+    ),
+    Route(
+        "GET",
+        "/v1/recordings/{recording_id}/audio",
+        "recording_audio",
+        "A recording's audio: stereo OGG/Opus, the caller left, the agent right.",
+        True,
+        responses={"200": "audio/ogg", "404": "application/json"},
+    ),
+    Route(
+        "DELETE",
+        "/v1/recordings/{recording_id}",
+        "recording_delete",
+        "Delete a recording (audio and transcript).",
+        True,
+        responses={"200": "application/json", "404": "application/json"},
+    ),
+    Route(
         "POST",
         "/v1/dispatch",
         "dispatch",
@@ -191,6 +232,17 @@ ROUTES = [
                     "additionalProperties": True,
                     "description": "the room's session config (docs/session-control.md), "
                     'e.g. `{"audio": false}` for a text/relay room',
+                },
+                "tools": {
+                    "type": "array",
+                    "maxItems": 32,
+                    "items": {"type": "object"},
+                    "description": "HTTP tools for the room's sessions (docs/tools.md)",
+                },
+                "mcp_servers": {
+                    "type": "array",
+                    "maxItems": 4,
+                    "description": "MCP servers for the room's sessions (docs/tools.md)",
                 },
             },
         },
@@ -342,6 +394,44 @@ class Api:
         logger.info("memory deleted", extra={"tenant": tenant, "deleted": deleted})
         return web.json_response({"identity": identity, "deleted": deleted})
 
+    async def _recording(self, request: web.Request) -> tuple[str, RecordingFiles]:
+        """The caller's tenant's recording named in the path, or 404 (another tenant's id
+        is not found either: ids are looked up in the caller's own folder only)."""
+        ident = await self._identity(request)
+        if self.ctx.recordings is None:
+            raise Unavailable("recordings are not available in this process")
+        files = self.ctx.recordings.find(ident.tenant, request.match_info["recording_id"])
+        if files is None:
+            raise NotFound("no such recording")
+        return ident.tenant, files
+
+    async def recordings_list(self, request: web.Request) -> web.Response:
+        ident = await self._identity(request)
+        if self.ctx.recordings is None:
+            raise Unavailable("recordings are not available in this process")
+        found = await asyncio.to_thread(self.ctx.recordings.list, ident.tenant)
+        return web.json_response({"recordings": [summary(f) for f in found[:1000]]})
+
+    async def recording_get(self, request: web.Request) -> web.Response:
+        _, files = await self._recording(request)
+        try:
+            return web.json_response(json.loads(files.transcript.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            raise NotFound("this recording has no transcript") from None
+
+    async def recording_audio(self, request: web.Request) -> web.StreamResponse:
+        _, files = await self._recording(request)
+        if not files.audio.exists():
+            raise NotFound("this recording has no audio")
+        return web.FileResponse(files.audio, headers={"Content-Type": "audio/ogg"})
+
+    async def recording_delete(self, request: web.Request) -> web.Response:
+        tenant, files = await self._recording(request)
+        assert self.ctx.recordings is not None
+        deleted = self.ctx.recordings.delete(tenant, files.id)
+        logger.info("recording deleted", extra={"tenant": tenant, "recording": files.id})
+        return web.json_response({"id": files.id, "deleted": deleted})
+
     async def dispatch(self, request: web.Request) -> web.Response:
         ident = await self._identity(request)
         body = await self._json(request, _route("dispatch"))
@@ -354,13 +444,16 @@ class Api:
         # can read job metadata could replay that
         grant, issued = self.ctx.grants.issue(ident.tenant, room, self.ctx.settings.agent_name)
         metadata: dict[str, Any] = {"grant": grant}
-        if "config" in body:
-            # checked here so a bad config is the caller's 400, not a job LiveKit cannot place
+        extra = {k: body[k] for k in ("config", "tools", "mcp_servers") if k in body}
+        if extra:
+            # checked here so a bad config or tool is the caller's 400, not a job LiveKit
+            # cannot place
             try:
-                DispatchMetadata.parse(json.dumps({"config": body["config"]}))
+                meta = DispatchMetadata.parse(json.dumps(extra))
+                meta.room_tools(self.ctx.settings, ident.tenant)
             except MetadataError as e:
                 raise BadRequest(str(e)) from None
-        for key in ("instructions", "participant", "config"):
+        for key in ("instructions", "participant", "config", "tools", "mcp_servers"):
             if key in body:
                 metadata[key] = body[key]
         dispatch_id = await self.ctx.dispatcher(room, json.dumps(metadata))

@@ -18,6 +18,7 @@ from agent.http.speaker import Speaker
 from agent.log import logger
 from agent.models.engines import Engines
 from agent.obs.metrics import ClipCacheCollector, optional_gpu_collector
+from agent.recording.recorder import recording_store
 from agent.settings import Settings
 from agent.worker.admission import build_limiter, dispatch_grants, token_config
 from auth.errors import Unavailable
@@ -76,6 +77,7 @@ def build_context(
             settings.cache_path,
             settings.memory_ttl_s,
         ),
+        recordings=recording_store(settings),
         readiness=readiness or (lambda: {"models": True, "livekit": "not used"}),
     )
 

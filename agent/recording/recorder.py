@@ -185,6 +185,15 @@ class SessionRecording:
         logger.info("recording ended", extra={"recording": self.files.id, "failed": self.failed})
 
 
+def recording_store(settings: Settings) -> RecordingStore:
+    """Where this worker's recordings are (RECORDING_PATH, else CACHE_PATH/recordings)."""
+    root = Path(settings.recording_path) if settings.recording_path else None
+    return RecordingStore(
+        root or settings.cache_path / "recordings",
+        retention_s=settings.recording_retention_days * 86400,
+    )
+
+
 def recording_policy(settings: Settings, tenant: str) -> RecordingPolicy:
     """The tenant's rule (its TENANT_LIMITS ``recording``, else RECORDING_ALLOWED)."""
     from auth.errors import TenantNotAllowedError
@@ -197,11 +206,7 @@ def recording_policy(settings: Settings, tenant: str) -> RecordingPolicy:
         own = False
     if own is not None:
         allowed = own
-    root = Path(settings.recording_path) if settings.recording_path else None
-    store = RecordingStore(
-        root or settings.cache_path / "recordings",
-        retention_s=settings.recording_retention_days * 86400,
-    )
+    store = recording_store(settings)
     return RecordingPolicy(
         store, tenant, allowed=allowed, min_free_bytes=settings.recording_min_free_mb << 20
     )

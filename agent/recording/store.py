@@ -10,12 +10,14 @@ Retention: whenever a recording starts, the tenant's recordings older than
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agent.log import logger
 
@@ -100,3 +102,21 @@ class RecordingStore:
         if gone:
             logger.info("expired recordings deleted", extra={"count": gone, "tenant": tenant})
         return gone
+
+
+def summary(files: RecordingFiles) -> dict[str, Any]:
+    """One line of a listing: the id and what the transcript says of the session."""
+    try:
+        doc = json.loads(files.transcript.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        doc = {}
+    audio = files.audio.stat().st_size if files.audio.exists() else 0
+    return {
+        "id": files.id,
+        "participant": doc.get("participant"),
+        "started_at": doc.get("started_at"),
+        "duration_s": doc.get("duration_s"),
+        "complete": doc.get("complete", False),
+        "turns": len(doc.get("turns", [])),
+        "audio_bytes": audio,
+    }

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -251,3 +252,78 @@ async def test_a_two_turn_call_is_recorded_in_stereo_with_its_transcript(
     loud = np.abs(audio[1, int(first["start_s"] * rate) : int(first["end_s"] * rate)]).mean()
     quiet = np.abs(audio[1, : int(turns[0]["end_s"] * rate)]).mean()
     assert loud > 10 * quiet
+
+
+async def test_the_api_lists_fetches_and_deletes_a_tenants_own_recordings(
+    tmp_path: Path,
+) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from agent.http.api import build_app
+    from agent.http.runtime import build_context
+    from tests.auth.tokens import AUDIENCE, HS_SECRET, ISSUER, hs256
+
+    settings = Settings(
+        cache_path=tmp_path,
+        auth_jwt_secret=HS_SECRET,
+        auth_audience=AUDIENCE,
+        auth_issuer=ISSUER,
+    )
+    store = RecordingStore(tmp_path / "recordings")
+    mine, theirs = store.create("acme"), store.create("globex")
+    mine.transcript.write_text(
+        json.dumps({"participant": "alice", "turns": [{}], "complete": True})
+    )
+    mine.audio.write_bytes(b"OggS" + bytes(100))
+    acme = {"Authorization": f"Bearer {hs256(tenant='acme')}"}
+    async with TestClient(TestServer(build_app(build_context(settings)))) as client:
+        listing = await (await client.get("/v1/recordings", headers=acme)).json()
+        assert [r["id"] for r in listing["recordings"]] == [mine.id]
+        assert listing["recordings"][0]["participant"] == "alice"
+        doc = await (await client.get(f"/v1/recordings/{mine.id}", headers=acme)).json()
+        assert doc["participant"] == "alice"
+        audio = await client.get(f"/v1/recordings/{mine.id}/audio", headers=acme)
+        assert audio.status == 200 and audio.headers["Content-Type"] == "audio/ogg"
+        assert (await audio.read()).startswith(b"OggS")
+        # another tenant's recording does not exist for acme; nor does a path
+        for path in (
+            f"/v1/recordings/{theirs.id}",
+            f"/v1/recordings/{theirs.id}/audio",
+            "/v1/recordings/..%2Fglobex%2F" + theirs.id,
+        ):
+            got = await client.get(path, headers=acme)
+            assert got.status == 404, path
+        assert (await client.delete(f"/v1/recordings/{theirs.id}", headers=acme)).status == 404
+        assert (await client.get("/v1/recordings")).status == 401
+        gone = await (await client.delete(f"/v1/recordings/{mine.id}", headers=acme)).json()
+        assert gone == {"id": mine.id, "deleted": True}
+        assert not mine.audio.exists() and theirs.audio.exists()
+
+
+@pytest.mark.slow
+def test_simulate_records_when_asked_and_allowed(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent",
+            "simulate",
+            "--config",
+            '{"recording": true}',
+            "--output",
+            str(tmp_path / "reply.wav"),
+        ],
+        env={**os.environ, "RECORDING_ALLOWED": "true", "RECORDING_PATH": str(tmp_path / "rec")},
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    audio = Path(result["recording"]["audio"])
+    assert audio.parent == tmp_path / "rec" / "local"
+    doc = json.loads(Path(result["recording"]["transcript"]).read_text())
+    assert [t["speaker"] for t in doc["turns"]] == ["user", "agent"]
+    channels, rate = decode(audio)
+    assert channels.shape[0] == 2 and abs(channels.shape[1] / rate - doc["duration_s"]) <= 0.5
