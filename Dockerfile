@@ -21,7 +21,7 @@ COPY cache cache
 ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --upgrade pip \
-    && /opt/venv/bin/pip install --no-cache-dir '.[llama,gpu]' \
+    && /opt/venv/bin/pip install --no-cache-dir '.[llama,gpu,s3]' \
     && /opt/venv/bin/pip uninstall -y onnxruntime \
     && /opt/venv/bin/pip install --no-cache-dir --force-reinstall --no-deps 'onnxruntime-gpu>=1.18'
 

@@ -422,6 +422,38 @@ class Settings:
         "destination has less free space than this.",
         group="Recording",
     )
+    recording_s3_bucket: str = setting(
+        "",
+        "RECORDING_S3_BUCKET",
+        "Keep recordings in this S3-compatible bucket: each is uploaded when its call ends "
+        "and the local copy deleted (kept when the upload fails). Empty: on disk only.",
+        group="Recording",
+    )
+    recording_s3_endpoint_url: str = setting(
+        "",
+        "RECORDING_S3_ENDPOINT_URL",
+        "The bucket's endpoint for a non-AWS store (MinIO, Ceph, R2). Empty: AWS.",
+        group="Recording",
+    )
+    recording_s3_region: str = setting(
+        "", "RECORDING_S3_REGION", "The bucket's region.", group="Recording"
+    )
+    recording_s3_prefix: str = setting(
+        "recordings/",
+        "RECORDING_S3_PREFIX",
+        "Key prefix: <prefix><tenant>/<id>.ogg|.json.",
+        group="Recording",
+    )
+    recording_s3_access_key_id: str = setting(
+        "",
+        "RECORDING_S3_ACCESS_KEY_ID",
+        "Access key. Empty: boto3's own chain (AWS_* variables, instance role, …).",
+        secret=True,
+        group="Recording",
+    )
+    recording_s3_secret_access_key: str = setting(
+        "", "RECORDING_S3_SECRET_ACCESS_KEY", "Secret key.", secret=True, group="Recording"
+    )
     recording_retention_days: float = setting(
         30.0,
         "RECORDING_RETENTION_DAYS",
@@ -768,6 +800,7 @@ class Settings:
             ("STT_BASE_URL", self.stt_base_url),
             ("TTS_BASE_URL", self.tts_base_url),
             ("LLM_BASE_URL", self.llm_base_url),
+            ("RECORDING_S3_ENDPOINT_URL", self.recording_s3_endpoint_url),
         ):
             if url and not url.startswith(("http://", "https://")):
                 raise SettingsError(f"{name} must be an http:// or https:// URL")

@@ -29,7 +29,8 @@ from agent import __version__, json_input
 from agent.conversation.memory import MAX_IDENTITY_CHARS, MemoryStore, MemoryUnavailableError
 from agent.http.speaker import AudioTooLong, Speaker, wav_header
 from agent.obs.metrics import render
-from agent.recording.store import RecordingFiles, RecordingStore, summary
+from agent.recording.archive import S3Archive
+from agent.recording.store import ID_PATTERN, RecordingFiles, RecordingStore, summary
 from agent.settings import Settings
 from agent.worker.dispatch import DispatchMetadata, MetadataError
 from auth.errors import (
@@ -79,6 +80,7 @@ class ApiContext:
     grants: DispatchGrants | None = None
     memory: MemoryStore | None = None
     recordings: RecordingStore | None = None
+    archive: S3Archive | None = None  # recordings kept in a bucket (RECORDING_S3_BUCKET)
     readiness: Callable[[], dict[str, Any]] = field(default=lambda: {})
     collectors: list[Any] = field(default_factory=list)
     sha: str = field(default_factory=git_sha)
@@ -394,43 +396,76 @@ class Api:
         logger.info("memory deleted", extra={"tenant": tenant, "deleted": deleted})
         return web.json_response({"identity": identity, "deleted": deleted})
 
-    async def _recording(self, request: web.Request) -> tuple[str, RecordingFiles]:
-        """The caller's tenant's recording named in the path, or 404 (another tenant's id
-        is not found either: ids are looked up in the caller's own folder only)."""
+    async def _recording_id(self, request: web.Request) -> tuple[str, str]:
+        """The caller's tenant and the recording id in the path (or 404: ids are looked up
+        under the caller's own tenant only, so another tenant's id is not found either)."""
         ident = await self._identity(request)
-        if self.ctx.recordings is None:
+        if self.ctx.recordings is None and self.ctx.archive is None:
             raise Unavailable("recordings are not available in this process")
-        files = self.ctx.recordings.find(ident.tenant, request.match_info["recording_id"])
+        rid = request.match_info["recording_id"]
+        if not ID_PATTERN.match(rid):
+            raise NotFound("no such recording")
+        return ident.tenant, rid
+
+    def _local(self, tenant: str, rid: str) -> RecordingFiles:
+        files = self.ctx.recordings.find(tenant, rid) if self.ctx.recordings else None
         if files is None:
             raise NotFound("no such recording")
-        return ident.tenant, files
+        return files
 
     async def recordings_list(self, request: web.Request) -> web.Response:
         ident = await self._identity(request)
-        if self.ctx.recordings is None:
+        archive, local = self.ctx.archive, self.ctx.recordings
+        if archive is not None:
+            ids = await asyncio.to_thread(archive.ids, ident.tenant)
+            return web.json_response({"recordings": [{"id": rid} for rid in ids[:1000]]})
+        if local is None:
             raise Unavailable("recordings are not available in this process")
-        found = await asyncio.to_thread(self.ctx.recordings.list, ident.tenant)
+        found = await asyncio.to_thread(local.list, ident.tenant)
         return web.json_response({"recordings": [summary(f) for f in found[:1000]]})
 
     async def recording_get(self, request: web.Request) -> web.Response:
-        _, files = await self._recording(request)
+        tenant, rid = await self._recording_id(request)
+        if self.ctx.archive is not None:
+            data = await asyncio.to_thread(self.ctx.archive.transcript, tenant, rid)
+            if data is None:
+                raise NotFound("no such recording")
+            return web.Response(body=data, content_type="application/json")
+        files = self._local(tenant, rid)
         try:
             return web.json_response(json.loads(files.transcript.read_text(encoding="utf-8")))
         except (OSError, ValueError):
             raise NotFound("this recording has no transcript") from None
 
     async def recording_audio(self, request: web.Request) -> web.StreamResponse:
-        _, files = await self._recording(request)
+        tenant, rid = await self._recording_id(request)
+        if self.ctx.archive is not None:
+            chunks = await asyncio.to_thread(self.ctx.archive.audio, tenant, rid)
+            if chunks is None:
+                raise NotFound("this recording has no audio")
+            response = web.StreamResponse(headers={"Content-Type": "audio/ogg"})
+            await response.prepare(request)
+            while chunk := await asyncio.to_thread(next, chunks, b""):
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+        files = self._local(tenant, rid)
         if not files.audio.exists():
             raise NotFound("this recording has no audio")
         return web.FileResponse(files.audio, headers={"Content-Type": "audio/ogg"})
 
     async def recording_delete(self, request: web.Request) -> web.Response:
-        tenant, files = await self._recording(request)
-        assert self.ctx.recordings is not None
-        deleted = self.ctx.recordings.delete(tenant, files.id)
-        logger.info("recording deleted", extra={"tenant": tenant, "recording": files.id})
-        return web.json_response({"id": files.id, "deleted": deleted})
+        tenant, rid = await self._recording_id(request)
+        if self.ctx.archive is not None:
+            deleted = await asyncio.to_thread(self.ctx.archive.delete, tenant, rid)
+        else:
+            deleted = self._local(tenant, rid) is not None and bool(
+                self.ctx.recordings and self.ctx.recordings.delete(tenant, rid)
+            )
+        if not deleted:
+            raise NotFound("no such recording")
+        logger.info("recording deleted", extra={"tenant": tenant, "recording": rid})
+        return web.json_response({"id": rid, "deleted": True})
 
     async def dispatch(self, request: web.Request) -> web.Response:
         ident = await self._identity(request)

@@ -18,7 +18,7 @@ from agent.http.speaker import Speaker
 from agent.log import logger
 from agent.models.engines import Engines
 from agent.obs.metrics import ClipCacheCollector, optional_gpu_collector
-from agent.recording.recorder import recording_store
+from agent.recording.recorder import recording_archive, recording_store
 from agent.settings import Settings
 from agent.worker.admission import build_limiter, dispatch_grants, token_config
 from auth.errors import Unavailable
@@ -78,6 +78,7 @@ def build_context(
             settings.memory_ttl_s,
         ),
         recordings=recording_store(settings),
+        archive=recording_archive(settings),
         readiness=readiness or (lambda: {"models": True, "livekit": "not used"}),
     )
 

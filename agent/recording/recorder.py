@@ -32,6 +32,7 @@ from livekit.agents.voice.recorder_io.recorder_io import _Captured, _EndRun, _Tr
 
 from agent.log import logger
 from agent.obs.metrics import RECORDINGS
+from agent.recording.archive import S3Archive, S3Options
 from agent.recording.store import RecordingFiles, RecordingStore
 from agent.recording.transcript import TranscriptWriter
 from agent.settings import Settings
@@ -115,8 +116,10 @@ class SessionRecording:
         meta: dict[str, Any],
         *,
         min_free_bytes: int = 0,
+        archive: S3Archive | None = None,
     ) -> None:
         self.session = session
+        self._archive = archive
         self.files = files
         self._recorder = WatchedRecorder(agent_session=session, on_failure=self._failed)
         self.transcript = TranscriptWriter(files.transcript, started_at=time.time(), meta=meta)
@@ -183,6 +186,8 @@ class SessionRecording:
         if not self.failed:
             RECORDINGS.labels("completed").inc()
         logger.info("recording ended", extra={"recording": self.files.id, "failed": self.failed})
+        if self._archive is not None:
+            await self._archive.upload_async(self.transcript.meta["tenant"], self.files)
 
 
 def recording_store(settings: Settings) -> RecordingStore:
@@ -191,6 +196,22 @@ def recording_store(settings: Settings) -> RecordingStore:
     return RecordingStore(
         root or settings.cache_path / "recordings",
         retention_s=settings.recording_retention_days * 86400,
+    )
+
+
+def recording_archive(settings: Settings) -> S3Archive | None:
+    """The bucket recordings are kept in (RECORDING_S3_BUCKET), if any."""
+    if not settings.recording_s3_bucket:
+        return None
+    return S3Archive(
+        S3Options(
+            bucket=settings.recording_s3_bucket,
+            endpoint_url=settings.recording_s3_endpoint_url,
+            region=settings.recording_s3_region,
+            prefix=settings.recording_s3_prefix,
+            access_key_id=settings.recording_s3_access_key_id,
+            secret_access_key=settings.recording_s3_secret_access_key,
+        )
     )
 
 
@@ -208,7 +229,11 @@ def recording_policy(settings: Settings, tenant: str) -> RecordingPolicy:
         allowed = own
     store = recording_store(settings)
     return RecordingPolicy(
-        store, tenant, allowed=allowed, min_free_bytes=settings.recording_min_free_mb << 20
+        store,
+        tenant,
+        allowed=allowed,
+        min_free_bytes=settings.recording_min_free_mb << 20,
+        archive=recording_archive(settings) if allowed else None,
     )
 
 
@@ -219,12 +244,19 @@ class RecordingPolicy:
     """
 
     def __init__(
-        self, store: RecordingStore, tenant: str, *, allowed: bool, min_free_bytes: int = 0
+        self,
+        store: RecordingStore,
+        tenant: str,
+        *,
+        allowed: bool,
+        min_free_bytes: int = 0,
+        archive: S3Archive | None = None,
     ) -> None:
         self.store = store
         self.tenant = tenant
         self.allowed = allowed
         self.min_free_bytes = min_free_bytes
+        self.archive = archive  # where finished recordings go (None: they stay on disk)
 
     async def start(self, session: AgentSession[Any], identity: str) -> SessionRecording | None:
         """Record ``session``; None when the destination cannot take a recording (the call
@@ -237,6 +269,8 @@ class RecordingPolicy:
             logger.error("recording not started", extra={"error": str(e)})
             return None
         meta = {"id": files.id, "tenant": self.tenant, "participant": identity}
-        recording = SessionRecording(session, files, meta, min_free_bytes=self.min_free_bytes)
+        recording = SessionRecording(
+            session, files, meta, min_free_bytes=self.min_free_bytes, archive=self.archive
+        )
         await recording.start()
         return recording

@@ -327,3 +327,99 @@ def test_simulate_records_when_asked_and_allowed(tmp_path: Path) -> None:
     assert [t["speaker"] for t in doc["turns"]] == ["user", "agent"]
     channels, rate = decode(audio)
     assert channels.shape[0] == 2 and abs(channels.shape[1] / rate - doc["duration_s"]) <= 0.5
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[str]:
+    """moto's S3 server on loopback: a real S3 API, in memory."""
+    from tests.llm_server import free_port, wait_for_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(proc, port, "the S3 server", within=60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def s3_archive(endpoint: str, bucket: str) -> Any:
+    from agent.recording.archive import S3Archive, S3Options
+
+    archive = S3Archive(
+        S3Options(
+            bucket, endpoint, "us-east-1", "calls/", access_key_id="test", secret_access_key="test"
+        )
+    )
+    return archive
+
+
+async def test_recordings_are_kept_in_an_s3_bucket_and_served_from_it(
+    s3_server: str, tmp_path: Path
+) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from agent.http.api import build_app
+    from agent.http.runtime import build_context
+    from tests.auth.tokens import AUDIENCE, HS_SECRET, ISSUER, hs256
+
+    archive = s3_archive(s3_server, "voice-calls")
+    await asyncio.to_thread(archive._client.create_bucket, Bucket="voice-calls")
+    policy = RecordingPolicy(RecordingStore(tmp_path), "acme", allowed=True, archive=archive)
+    manager, entry = await fake_call(policy, RECORD, ["hello there"])
+    recording = entry.recording
+    await manager.aclose()
+    # uploaded, then the local copy went
+    assert not recording.files.audio.exists() and not recording.files.transcript.exists()
+    listed = await asyncio.to_thread(
+        archive._client.list_objects_v2, Bucket="voice-calls", Prefix="calls/acme/"
+    )
+    keys = sorted(o["Key"] for o in listed["Contents"])
+    assert keys == [f"calls/acme/{recording.files.id}.json", f"calls/acme/{recording.files.id}.ogg"]
+
+    settings = Settings(
+        cache_path=tmp_path,
+        auth_jwt_secret=HS_SECRET,
+        auth_audience=AUDIENCE,
+        auth_issuer=ISSUER,
+        recording_s3_bucket="voice-calls",
+        recording_s3_endpoint_url=s3_server,
+        recording_s3_region="us-east-1",
+        recording_s3_prefix="calls/",
+        recording_s3_access_key_id="test",
+        recording_s3_secret_access_key="test",
+    )
+    acme = {"Authorization": f"Bearer {hs256(tenant='acme')}"}
+    globex = {"Authorization": f"Bearer {hs256(tenant='globex')}"}
+    rid = recording.files.id
+    async with TestClient(TestServer(build_app(build_context(settings)))) as client:
+        listing = await (await client.get("/v1/recordings", headers=acme)).json()
+        assert listing == {"recordings": [{"id": rid}]}
+        assert (await (await client.get("/v1/recordings", headers=globex)).json()) == {
+            "recordings": []
+        }
+        doc = await (await client.get(f"/v1/recordings/{rid}", headers=acme)).json()
+        assert [t["speaker"] for t in doc["turns"]] == ["user", "agent"]
+        audio = await client.get(f"/v1/recordings/{rid}/audio", headers=acme)
+        ogg = await audio.read()
+        assert audio.status == 200 and ogg.startswith(b"OggS")
+        assert (await client.get(f"/v1/recordings/{rid}/audio", headers=globex)).status == 404
+        assert (await client.delete(f"/v1/recordings/{rid}", headers=globex)).status == 404
+        assert (await client.delete(f"/v1/recordings/{rid}", headers=acme)).status == 200
+        assert (await client.get(f"/v1/recordings/{rid}", headers=acme)).status == 404
+
+
+async def test_an_unreachable_bucket_keeps_the_recording_on_disk(tmp_path: Path) -> None:
+    from tests.llm_server import free_port
+
+    archive = s3_archive(f"http://127.0.0.1:{free_port()}", "nowhere")  # nothing listens
+    policy = RecordingPolicy(RecordingStore(tmp_path), "acme", allowed=True, archive=archive)
+    manager, entry = await fake_call(policy, RECORD, ["hello there"])
+    recording = entry.recording
+    await manager.aclose()
+    assert recording.files.audio.stat().st_size > 0 and recording.files.transcript.exists()
