@@ -422,6 +422,21 @@ class Settings:
         "destination has less free space than this.",
         group="Recording",
     )
+    recording_mode: Literal["local", "egress"] = setting(
+        "local",
+        "RECORDING_MODE",
+        "How allowed recordings are made for tenants whose policy does not say: local (a "
+        "stereo file and transcript per session, here) or egress (LiveKit's egress service "
+        "records the room; docs/recording.md).",
+        group="Recording",
+    )
+    recording_egress_filepath: str = setting(
+        "{tenant}/{room_name}-{time}.ogg",
+        "RECORDING_EGRESS_FILEPATH",
+        "File path of an egress recording, in the egress service's storage ({tenant} is "
+        "filled in here, {room_name} and {time} by egress).",
+        group="Recording",
+    )
     recording_s3_bucket: str = setting(
         "",
         "RECORDING_S3_BUCKET",

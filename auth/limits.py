@@ -82,7 +82,8 @@ class Limits:
     tools: list[Any] | None = None
     mcp_servers: list[Any] | None = None
     tool_secrets: tuple[str, ...] | None = None
-    recording: bool | None = None  # sessions may be recorded when asked (RECORDING_ALLOWED)
+    # sessions may be recorded when asked: here (true) or by LiveKit egress ("egress")
+    recording: bool | str | None = None
 
 
 MAX_GREETING_CHARS = 500
@@ -139,6 +140,9 @@ class TenantPolicy:
                             "environment variable names"
                         )
                     values[name] = tuple(value)
+                    continue
+                if name == "recording" and value == "egress":
+                    values[name] = value
                     continue
                 if name in ("memory", "recording"):
                     if not isinstance(value, bool):

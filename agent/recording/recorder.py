@@ -220,20 +220,21 @@ def recording_policy(settings: Settings, tenant: str) -> RecordingPolicy:
     from auth.errors import TenantNotAllowedError
     from auth.limits import TenantPolicy
 
-    allowed = bool(settings.recording_allowed)
+    allowed, egress = bool(settings.recording_allowed), settings.recording_mode == "egress"
     try:
         own = TenantPolicy.parse(settings.tenant_limits).limits_for(tenant).recording
     except TenantNotAllowedError:
         own = False
     if own is not None:
-        allowed = own
+        allowed, egress = own is not False, own == "egress" or (own is True and egress)
     store = recording_store(settings)
     return RecordingPolicy(
         store,
         tenant,
         allowed=allowed,
         min_free_bytes=settings.recording_min_free_mb << 20,
-        archive=recording_archive(settings) if allowed else None,
+        archive=recording_archive(settings) if allowed and not egress else None,
+        egress=egress,
     )
 
 
@@ -251,7 +252,9 @@ class RecordingPolicy:
         allowed: bool,
         min_free_bytes: int = 0,
         archive: S3Archive | None = None,
+        egress: bool = False,
     ) -> None:
+        self.egress = egress  # LiveKit egress records the room instead (agent/recording/egress.py)
         self.store = store
         self.tenant = tenant
         self.allowed = allowed

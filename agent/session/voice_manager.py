@@ -34,6 +34,7 @@ from agent.log import logger
 from agent.models.engines import Engines
 from agent.obs import logs
 from agent.obs.metrics import ACTIVE_SESSIONS, SESSIONS_ENDED, SESSIONS_STARTED, SessionMetrics
+from agent.recording.egress import RoomEgress
 from agent.recording.recorder import RecordingPolicy, SessionRecording
 from agent.session import factory
 from agent.session.audio_input import NormalizedAudioInput
@@ -155,6 +156,7 @@ class VoiceManager(utils.EventEmitter[str]):
         )
         # None: nothing in this room is recorded, whatever a config asks
         self._recording = recording if recording is not None and recording.allowed else None
+        self._egress: RoomEgress | None = None
         self._tools = tools if tools is not None and not tools.empty else None
         if self._tools is not None and not engines.llm_calls_tools:
             if self._tools.declared:  # the built-in end_call alone is no configuration
@@ -358,6 +360,16 @@ class VoiceManager(utils.EventEmitter[str]):
         """Start recording a voice session whose config asks for it, if the policy allows."""
         if self._recording is None:
             logger.info("recording asked for but not allowed by the tenant's policy")
+            return
+        if self._recording.egress:  # one egress records the whole room, asked for once
+            if self._room is None or not self._room.name:
+                logger.warning("recording by egress needs a LiveKit room: not recorded")
+                return
+            if self._egress is None:
+                self._egress = RoomEgress(
+                    self._engines.settings, self._room.name, self._recording.tenant
+                )
+            await self._egress.start()
             return
         if entry.recording is None:
             entry.recording = await self._recording.start(entry.session, entry.identity)
@@ -604,6 +616,8 @@ class VoiceManager(utils.EventEmitter[str]):
         )
         if self._releasing:
             await asyncio.wait(set(self._releasing))
+        if self._egress is not None:
+            await self._egress.stop()
         if self._permissions is not None:
             self._permissions.close()
         if self._states is not None:

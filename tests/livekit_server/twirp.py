@@ -1,4 +1,5 @@
-"""The Twirp API the project calls: ``AgentDispatchService`` and ``RoomService``.
+"""The Twirp API the project calls: ``AgentDispatchService``, ``RoomService`` and ``Egress``
+(egress requests are recorded and answered; no media is recorded).
 
 Requests and replies are protobuf (what livekit-api sends) or JSON; every call needs a
 token signed with the server's key and the grant LiveKit requires for it.
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from livekit.protocol import agent_dispatch, models, room
+from livekit.protocol import agent_dispatch, egress, models, room
 
 from .signalling import bearer
 
@@ -51,7 +52,13 @@ class TwirpApi:
                 room.ListParticipantsRequest,
                 self._list_participants,
             ),
+            "livekit.Egress/StartRoomCompositeEgress": (
+                egress.RoomCompositeEgressRequest,
+                self._start_room_egress,
+            ),
+            "livekit.Egress/StopEgress": (egress.StopEgressRequest, self._stop_egress),
         }
+        self.egresses: dict[str, egress.EgressInfo] = {}
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/twirp/{method:.+}", self._handle)
@@ -121,6 +128,30 @@ class TwirpApi:
         return room.ListParticipantsResponse(
             participants=[p.info() for p in target.participants.values()]
         )
+
+    async def _start_room_egress(
+        self, req: egress.RoomCompositeEgressRequest, video: VideoGrants
+    ) -> Message:
+        _need(bool(video and video.room_record), "room record")
+        if req.room_name not in self._server.rooms:
+            raise TwirpError(404, "not_found", "requested room does not exist")
+        info = egress.EgressInfo(
+            egress_id=f"EG_{len(self.egresses) + 1}",
+            room_name=req.room_name,
+            status=egress.EgressStatus.EGRESS_STARTING,
+        )
+        self.egresses[info.egress_id] = info
+        self._server.note("egress_started", req.room_name, info.egress_id)
+        return info
+
+    async def _stop_egress(self, req: egress.StopEgressRequest, video: VideoGrants) -> Message:
+        _need(bool(video and video.room_record), "room record")
+        info = self.egresses.get(req.egress_id)
+        if info is None:
+            raise TwirpError(404, "not_found", "no such egress")
+        info.status = egress.EgressStatus.EGRESS_ENDING
+        self._server.note("egress_stopped", info.room_name, info.egress_id)
+        return info
 
 
 def _error(e: TwirpError) -> web.Response:
