@@ -513,3 +513,24 @@ async def test_arguments_are_logged_only_when_the_operator_asks(
     assert quiet["outcome"] == loud["outcome"] == "invalid_arguments"
     assert "12345678" not in repr(quiet)
     assert loud["arguments"] == {"city": 12345678} and "12345678" in loud["error"]
+
+
+async def test_answers_are_capped_and_tools_can_come_from_a_file(
+    chat: RecordingChatServer, service: ToolServer, tmp_path: Path
+) -> None:
+    from agent.tools.http_tool import HttpTool
+    from agent.tools.spec import HttpToolSpec
+
+    spec = HttpToolSpec("big", "A big answer", {"type": "object"}, service.base + "/big")
+    allowed = AddressGuard([f"127.0.0.1:{service.port}"])
+    text = await HttpTool(spec, allowed, max_response_bytes=1000).call({})
+    assert text.endswith("[truncated]") and len(text) < 1100  # 100 000 bytes were sent
+
+    declared = tmp_path / "tools.json"
+    declared.write_text(json.dumps([weather_tool(service.base)]))
+    settings = Settings.from_env(
+        {"LLM_BASE_URL": chat.url, "LLM_MODEL": "m", "TOOLS": f"@{declared}"}
+    )
+    assert [t.name for t in RoomTools.for_room(settings).http] == ["get_weather"]
+    with pytest.raises(Exception, match="cannot read"):
+        Settings.from_env({"TOOLS": f"@{tmp_path / 'missing.json'}"})
