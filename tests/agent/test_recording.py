@@ -300,35 +300,6 @@ async def test_the_api_lists_fetches_and_deletes_a_tenants_own_recordings(
         assert not mine.audio.exists() and theirs.audio.exists()
 
 
-@pytest.mark.slow
-def test_simulate_records_when_asked_and_allowed(tmp_path: Path) -> None:
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agent",
-            "simulate",
-            "--config",
-            '{"recording": true}',
-            "--output",
-            str(tmp_path / "reply.wav"),
-        ],
-        env={**os.environ, "RECORDING_ALLOWED": "true", "RECORDING_PATH": str(tmp_path / "rec")},
-        cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
-    audio = Path(result["recording"]["audio"])
-    assert audio.parent == tmp_path / "rec" / "local"
-    doc = json.loads(Path(result["recording"]["transcript"]).read_text())
-    assert [t["speaker"] for t in doc["turns"]] == ["user", "agent"]
-    channels, rate = decode(audio)
-    assert channels.shape[0] == 2 and abs(channels.shape[1] / rate - doc["duration_s"]) <= 0.5
-
-
 @pytest.fixture(scope="module")
 def s3_server() -> Iterator[str]:
     """moto's S3 server on loopback: a real S3 API, in memory."""

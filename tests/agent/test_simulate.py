@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -25,11 +26,18 @@ def fresh_cache(tmp_path: Path, cache_dir: Path) -> Path:
     return fresh
 
 
-def run_simulate(tmp_path: Path, cache_dir: Path, *args: str) -> tuple[int, str, str]:
+def run_simulate(
+    tmp_path: Path, cache_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     proc = subprocess.run(
         [sys.executable, "-m", "agent", "simulate", *args],
         cwd=REPO,
-        env={"PATH": "/usr/bin:/bin", "CACHE_PATH": str(cache_dir), "HOME": str(tmp_path)},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "CACHE_PATH": str(cache_dir),
+            "HOME": str(tmp_path),
+            **(env or {}),
+        },
         capture_output=True,
         text=True,
         timeout=300,
@@ -48,9 +56,11 @@ def test_simulate_unseen_speech_any_format_twice(
 
     cache = fresh_cache(tmp_path, cache_dir)
     runs = []
-    for _ in range(2):
+    # the second run also records (allowed and asked): the call's audio and transcript
+    record_env = {"RECORDING_ALLOWED": "true", "RECORDING_PATH": str(tmp_path / "rec")}
+    for extra, env in (([], None), (["--config", '{"recording": true}'], record_env)):
         code, stdout, stderr = run_simulate(
-            tmp_path, cache, "--input", str(wav_in), "--output", str(wav_out)
+            tmp_path, cache, "--input", str(wav_in), "--output", str(wav_out), *extra, env=env
         )
         assert code == 0, stderr[-3000:]
         lines = [line for line in stdout.splitlines() if line.strip()]
@@ -73,6 +83,19 @@ def test_simulate_unseen_speech_any_format_twice(
     audio_16k = resample(pcm.astype(np.float32) / 32768.0, rate, 16000)
     heard = whisper_stt.transcribe_array(audio_16k)
     assert wer(result["reply"], heard) <= 0.2, (result["reply"], heard)
+
+    # only the run that asked was recorded, under the simulated tenant
+    assert "recording" not in result
+    audio = Path(again["recording"]["audio"])
+    assert audio.parent == tmp_path / "rec" / "local"
+    doc = json.loads(Path(again["recording"]["transcript"]).read_text())
+    assert [t["speaker"] for t in doc["turns"]] == ["user", "agent"]
+    with av.open(str(audio)) as container:
+        stream = container.streams.audio[0]
+        recorded = np.concatenate([f.to_ndarray() for f in container.decode(stream)], axis=1)
+        rate = stream.rate
+    assert recorded.shape[0] == 2  # the caller and the agent
+    assert abs(recorded.shape[1] / rate - doc["duration_s"]) <= 0.5
 
 
 def test_simulate_rejects_a_bad_config(tmp_path: Path, cache_dir: Path) -> None:

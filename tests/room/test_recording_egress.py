@@ -4,6 +4,8 @@ stops it when the call ends (the test server records the Twirp requests it recei
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from livekit.protocol import egress
 
@@ -13,39 +15,27 @@ from tests.room.worker import RECORDER_TENANT, Worker, agent_joined, dispatch, j
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="package")]
 
 
-async def test_a_recorded_room_gets_an_audio_egress_stopped_when_the_call_ends(
+async def test_a_room_that_asks_gets_an_audio_egress_stopped_when_the_call_ends(
     lk_server: LiveKitTestServer, worker: Worker
 ) -> None:
-    room = f"{RECORDER_TENANT}-call"
-    alice = await join(lk_server, "alice", room)
+    recorded, quiet = f"{RECORDER_TENANT}-call", f"{RECORDER_TENANT}-quiet"
+    alice, bob = await asyncio.gather(
+        join(lk_server, "alice", recorded), join(lk_server, "bob", quiet)
+    )
     try:
-        await dispatch(worker, RECORDER_TENANT, room, config={"recording": True})
-        await agent_joined(lk_server, room)
-        _, _, egress_id = await lk_server.wait_for_event("egress_started", room, within=60)
+        # the same tenant, the same policy: only the room whose config asks is recorded
+        await dispatch(worker, RECORDER_TENANT, recorded, config={"recording": True})
+        await dispatch(worker, RECORDER_TENANT, quiet)
+        await asyncio.gather(agent_joined(lk_server, recorded), agent_joined(lk_server, quiet))
+        _, _, egress_id = await lk_server.wait_for_event("egress_started", recorded, within=60)
+        await bob.wait_for(bob.reply_track, within=60)  # bob's session is up, unrecorded
     finally:
-        await alice.leave()
+        await asyncio.gather(alice.leave(), bob.leave())
     requests = [m for name, m in lk_server.twirp.calls if name.endswith("StartRoomCompositeEgress")]
-    assert len(requests) == 1
+    assert [r.room_name for r in requests] == [recorded]
     request = requests[0]
-    assert isinstance(request, egress.RoomCompositeEgressRequest)
-    assert request.room_name == room and request.audio_only
+    assert isinstance(request, egress.RoomCompositeEgressRequest) and request.audio_only
     assert request.file_outputs[0].filepath == f"{RECORDER_TENANT}/{{room_name}}-{{time}}.ogg"
     # the caller left, the job ends, the egress is stopped
-    _, _, stopped = await lk_server.wait_for_event("egress_stopped", room, within=60)
+    _, _, stopped = await lk_server.wait_for_event("egress_stopped", recorded, within=60)
     assert stopped == egress_id
-
-
-async def test_a_room_that_does_not_ask_is_not_recorded(
-    lk_server: LiveKitTestServer, worker: Worker
-) -> None:
-    room = f"{RECORDER_TENANT}-quiet"
-    alice = await join(lk_server, "alice", room)
-    try:
-        await dispatch(worker, RECORDER_TENANT, room)
-        await agent_joined(lk_server, room)
-        await alice.wait_for(alice.reply_track, within=60)  # the session is up
-    finally:
-        await alice.leave()
-    assert not any(
-        getattr(m, "room_name", "") == room for name, m in lk_server.twirp.calls if "Egress" in name
-    )
