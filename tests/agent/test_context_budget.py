@@ -157,8 +157,8 @@ async def test_a_long_conversation_is_cut_to_the_window_and_summarized(
 async def test_a_long_conversation_on_the_embedded_model_never_breaks_the_llm(
     llama_instance: object, tmp_path: Path
 ) -> None:
-    # every question ~120 tokens: the whole conversation outgrows the model's 2 048 tokens
-    # after about 15 turns (before the budget: context errors, an open breaker, and the
+    # every question ~240 tokens: the whole conversation outgrows the model's 2 048 tokens
+    # after about 8 turns (before the budget: context errors, an open breaker, and the
     # apology for every session of the process)
     settings = Settings(cache_path=tmp_path, llm_context_tokens=640, llm_max_tokens=24)
     model = ResilientLLM(
@@ -167,9 +167,9 @@ async def test_a_long_conversation_on_the_embedded_model_never_breaks_the_llm(
         breaker=CircuitBreaker(failures=3, reset_after_s=30),
     )
     manager = VoiceManager(Engines(settings, llm=model, clip_store=None), instructions="Be brief.")
-    filler = "Here is some background about my day that you may ignore. " * 8
+    filler = "Here is some background about my day that you may ignore. " * 16
     try:
-        for i in range(22):
+        for i in range(11):
             reply = await manager.reply_to_text("alice", f"{filler} Question {i}: name a fruit.")
             assert reply and reply != APOLOGY, (i, reply)
         # another session of the same process answers normally afterwards
