@@ -502,10 +502,11 @@ class Settings:
         group="Tools",
     )
     builtin_tools: str = setting(
-        "end_call",
+        "",
         "BUILTIN_TOOLS",
         "The worker's own call tools, comma-separated: end_call (the agent may hang up after "
-        "a goodbye). Empty: none.",
+        "a goodbye). Empty: none (a model served without tool calling refuses requests that "
+        "carry tools, so none are sent unless asked for).",
         group="Tools",
     )
     tool_filler: str = setting(

@@ -74,6 +74,7 @@ def settings_for(
         "tools": json.dumps(tools),
         "tools_allowed_hosts": f"127.0.0.1:{service.port}",
         "tool_filler_after_s": 0.0,
+        "builtin_tools": "end_call",
         **kw,
     }
     return Settings.from_env(
