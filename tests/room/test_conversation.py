@@ -4,7 +4,9 @@ their own reply, transcripts and agent state addressed per participant."""
 from __future__ import annotations
 
 import asyncio
-import os
+import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,11 +14,11 @@ import pytest
 from tests.audio_fixtures import speak, wer
 from tests.livekit_server import LiveKitTestServer
 from tests.room.caller import RoomCaller
-from tests.room.worker import Worker, agent_joined, dispatch, join
+from tests.room.worker import CONVERSATION_TENANT, Worker, agent_joined, dispatch, join
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="package")]
 
-TENANT = f"rooms{os.getpid()}"
+TENANT = CONVERSATION_TENANT
 # longer replies make the word error rate of the heard reply a steadier measure
 INSTRUCTIONS = "You are a helpful assistant. Answer every question in two full sentences."
 
@@ -43,14 +45,30 @@ async def reply_after(
     return texts[0].body, track.audio(since), first
 
 
+async def recorded_calls(folder: Path, count: int, within: float = 60.0) -> list[dict]:
+    """The transcripts of ``count`` finished recordings in ``folder``."""
+    async with asyncio.timeout(within):
+        while True:
+            docs = []
+            for path in await asyncio.to_thread(lambda: sorted(folder.glob("*.json"))):
+                doc = json.loads(await asyncio.to_thread(path.read_text))
+                if doc.get("complete"):
+                    docs.append(doc)
+            if len(docs) >= count:
+                return docs
+            await asyncio.sleep(0.5)
+
+
 async def test_two_callers_ask_at_once_and_each_hears_only_their_reply(
-    lk_server: LiveKitTestServer, worker: Worker, whisper_stt
+    lk_server: LiveKitTestServer, worker: Worker, whisper_stt, cache_dir: Path
 ) -> None:
     room = f"{TENANT}-two"
     alice = await join(lk_server, "alice", room)
     bob = await join(lk_server, "bob", room)
     try:
-        await dispatch(worker, TENANT, room, instructions=INSTRUCTIONS)
+        # recorded: one stereo file per participant (livekit-agents' own recorder would
+        # capture only the job's first session)
+        await dispatch(worker, TENANT, room, instructions=INSTRUCTIONS, config={"recording": True})
         agent = await agent_joined(lk_server, room)
         await alice.wait_for(alice.reply_track, within=60)
         await bob.wait_for(bob.reply_track, within=60)
@@ -98,6 +116,18 @@ async def test_two_callers_ask_at_once_and_each_hears_only_their_reply(
     finally:
         await alice.leave()
         await bob.leave()
+    # each caller's recording holds their own question and the agent's answer to it
+    transcripts = await recorded_calls(cache_dir / "recordings" / TENANT, count=2)
+    by_participant = {t["participant"]: t for t in transcripts}
+    assert set(by_participant) == {"alice", "bob"}
+    for name, mine, theirs in (("alice", "weekend", "food"), ("bob", "food", "weekend")):
+        turns = by_participant[name]["turns"]
+        said = " ".join(t["text"] for t in turns if t["speaker"] == "user").lower()
+        assert mine in said and theirs not in said, (name, turns)
+        assert any(t["speaker"] == "agent" for t in turns), (name, turns)
+        audio = cache_dir / "recordings" / TENANT / f"{by_participant[name]['id']}.ogg"
+        assert audio.stat().st_size > 10_000  # seconds of stereo Opus, not an empty file
+    await asyncio.to_thread(shutil.rmtree, cache_dir / "recordings" / TENANT, True)
 
 
 async def test_barge_in_through_the_room_stops_the_reply_the_caller_hears(

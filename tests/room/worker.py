@@ -33,6 +33,8 @@ GREETER_TENANT = f"greeter{os.getpid()}"
 GREETING = "Welcome to the greeter line. How can I help you today?"
 # a tenant whose calls may be recorded, by LiveKit egress
 RECORDER_TENANT = f"recorder{os.getpid()}"
+# the conversation tests' tenant: its calls may be recorded here (a file per participant)
+CONVERSATION_TENANT = f"rooms{os.getpid()}"
 
 
 def free_port() -> int:
@@ -93,6 +95,7 @@ def worker_env(server: LiveKitTestServer, cache_dir: Path, http_port: int, **ext
                 LIMITED_TENANT: {"concurrent_sessions": 1, "max_sessions_per_room": 1},
                 GREETER_TENANT: {"greeting": GREETING},
                 RECORDER_TENANT: {"recording": "egress"},
+                CONVERSATION_TENANT: {"recording": True},
                 "*": {},
             }
         ),
