@@ -230,11 +230,14 @@ class GpuMemoryCollector(Collector):
         self._nvml = pynvml
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily("gpu_memory_used_bytes", "GPU memory in use", labels=["gpu"])
+        used = GaugeMetricFamily("gpu_memory_used_bytes", "GPU memory in use", labels=["gpu"])
+        total = GaugeMetricFamily("gpu_memory_total_bytes", "GPU memory in all", labels=["gpu"])
         for i in range(self._nvml.nvmlDeviceGetCount()):
             info = self._nvml.nvmlDeviceGetMemoryInfo(self._nvml.nvmlDeviceGetHandleByIndex(i))
-            family.add_metric([str(i)], float(info.used))
-        yield family
+            used.add_metric([str(i)], float(info.used))
+            total.add_metric([str(i)], float(info.total))
+        yield used
+        yield total
 
 
 class _ProcessMetrics(Collector):
