@@ -1,8 +1,10 @@
-"""The alert rules speak of metrics the worker exports (promtool checks their syntax and
-behaviour in .ci/run: scripts/check-metrics)."""
+"""The alert rules and the Grafana dashboard speak of metrics the worker exports (promtool
+checks the rules' syntax and behaviour, and a live /metrics, in .ci/run:
+scripts/check-metrics)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -24,7 +26,8 @@ COLLECTED = {
 }
 PROMQL_WORDS = {
     "sum", "by", "rate", "increase", "max", "histogram_quantile", "clamp_min", "le", "up",
-    "job", "instance", "engine", "gpu", "reason", "outcome", "stage", "kind",
+    "job", "instance", "engine", "gpu", "reason", "outcome", "stage", "kind", "tenant",
+    "limit", "ignoring", "group_left",
 }  # fmt: skip
 
 
@@ -39,14 +42,28 @@ def exported_names() -> set[str]:
     return names
 
 
+def metric_names(exprs: list[str]) -> set[str]:
+    used: set[str] = set()
+    for expr in exprs:
+        # label values, time ranges (Grafana's $__rate_interval too)
+        names_only = re.sub(r'"[^"]*"|\[[^\]]*\]', "", expr)
+        used |= set(re.findall(r"[a-z_][a-z0-9_]*", names_only)) - PROMQL_WORDS
+    return used
+
+
 def test_every_metric_in_the_alert_rules_is_exported() -> None:
     rules = yaml.safe_load((REPO / "deploy/prometheus/alerts.yml").read_text())
     exprs = [r["expr"] for group in rules["groups"] for r in group["rules"]]
     assert len(exprs) >= 10
-    exported = exported_names()
-    used = set()
-    for expr in exprs:
-        names_only = re.sub(r'"[^"]*"|\[[^\]]*\]', "", expr)  # label values, time ranges
-        used |= set(re.findall(r"[a-z_][a-z0-9_]*", names_only)) - PROMQL_WORDS
+    used = metric_names(exprs)
     assert used, exprs
-    assert not used - exported, sorted(used - exported)
+    assert not used - exported_names(), sorted(used - exported_names())
+
+
+def test_every_dashboard_query_uses_exported_metrics() -> None:
+    dashboard = json.loads((REPO / "deploy/grafana/voice-agent.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 15
+    used = metric_names(exprs)
+    assert "voice_to_voice_latency_seconds_bucket" in used
+    assert not used - exported_names(), sorted(used - exported_names())
