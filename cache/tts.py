@@ -21,6 +21,7 @@ namespace for everyone.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ PAUSE_MS = 40
 class CacheLookup:
     text: str
     hit: bool
+    at: float = 0.0  # wall-clock start of the lookup (turn traces place it)
+    seconds: float = 0.0  # how long the store took to answer
 
 
 def tts_identity(inner: tts.TTS[Any]) -> dict[str, Any]:
@@ -143,8 +146,11 @@ class CachedTTS(tts.TTS[Any]):
             yield bytes(2 * self.num_channels * self.sample_rate * PAUSE_MS // 1000)
             return
         key = self.key(sentence)
+        started, clock = time.time(), time.perf_counter()
         clip = await asyncio.to_thread(self.store.get, key)
-        self.lookups.append(CacheLookup(text=sentence, hit=clip is not None))
+        self.lookups.append(
+            CacheLookup(sentence, clip is not None, started, time.perf_counter() - clock)
+        )
         if clip is not None:
             yield clip.pcm
             return

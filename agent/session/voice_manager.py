@@ -34,6 +34,7 @@ from agent.log import logger
 from agent.models.engines import Engines
 from agent.obs import logs
 from agent.obs.metrics import ACTIVE_SESSIONS, SESSIONS_ENDED, SESSIONS_STARTED, SessionMetrics
+from agent.obs.traces import TurnTracer
 from agent.recording.egress import RoomEgress
 from agent.recording.recorder import RecordingPolicy, SessionRecording
 from agent.session import factory
@@ -297,6 +298,8 @@ class VoiceManager(utils.EventEmitter[str]):
         self._sessions[identity] = entry
         session.on("close", lambda ev: self._on_session_close(entry, ev))
         SessionMetrics().watch(session)
+        if audio:
+            self._trace_turns(identity, session)
         if not audio:
             start = session.start(agent)  # no room I/O: text is routed by the manager
         elif io is not None:
@@ -355,6 +358,17 @@ class VoiceManager(utils.EventEmitter[str]):
         opened = await self._tools.open_session(end_call)
         await agent.update_tools([*agent.tools, *opened.tools])
         return opened
+
+    def _trace_turns(self, identity: str, session: AgentSession[Any]) -> None:
+        """A ``voice.turn`` span per exchange (written only when tracing is configured)."""
+
+        def lookups() -> list[Any]:
+            cache = factory.clip_cache_of(session.tts)
+            return list(cache.lookups) if cache is not None else []
+
+        room = self._room.name if self._room is not None else ""
+        attributes = {"tenant": self._tenant or "", "room": room, "participant": identity}
+        TurnTracer(attributes, lookups=lookups).watch(session)
 
     async def _record(self, entry: ParticipantSession) -> None:
         """Start recording a voice session whose config asks for it, if the policy allows."""

@@ -27,6 +27,7 @@ from agent.conversation.idle import IDLE_REASON, IdlePolicy
 from agent.log import logger
 from agent.models.engines import Engines, turn_options
 from agent.obs import logs
+from agent.obs.traces import configure_tracing
 from agent.recording.recorder import recording_policy
 from agent.session.control import ControlChannel
 from agent.session.participant_policy import ParticipantPolicy
@@ -55,6 +56,11 @@ def setup(settings: Settings, proc: JobProcess) -> None:
     process when the worker runs one, else load every model here (``PRELOAD_MODELS=false``:
     on first use, for workers that serve text rooms only)."""
     logs.install_context_factory(settings.log_transcripts)
+    configure_tracing(
+        settings.otel_exporter_otlp_endpoint,
+        settings.otel_service_name,
+        allow_pii=settings.log_transcripts,
+    )
     if settings.inference_mode == "shared" and settings.inference_address:
         proc.userdata["engines"] = Engines.remote(settings)
         logger.info(
