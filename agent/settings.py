@@ -86,6 +86,16 @@ class Settings:
         "process: every job process loads its own copy.",
         group="Worker",
     )
+    job_executor: Literal["process", "thread"] = setting(
+        "process",
+        "JOB_EXECUTOR",
+        "process: each job (room) in its own process (a crash or a leak ends one room). "
+        "thread: jobs share the main process, each in a thread of its own (livekit-agents' "
+        "thread executor): far less memory per room (docs/benchmarks.md), but a job that "
+        "crashes the interpreter or blocks it takes every room of the worker with it. "
+        "Needs INFERENCE_MODE=shared.",
+        group="Worker",
+    )
     inference_address: str = setting(
         "",
         "INFERENCE_ADDRESS",
@@ -860,6 +870,11 @@ class Settings:
         if self.max_sessions_per_room < 1 or self.participant_messages_per_minute < 1:
             raise SettingsError(
                 "MAX_SESSIONS_PER_ROOM and PARTICIPANT_MESSAGES_PER_MINUTE must be at least 1"
+            )
+        if self.job_executor == "thread" and self.inference_mode != "shared":
+            raise SettingsError(
+                "JOB_EXECUTOR=thread needs INFERENCE_MODE=shared (each job thread would load "
+                "its own copy of every model)"
             )
         if self.inference_address.startswith("@"):
             raise SettingsError(

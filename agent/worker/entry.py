@@ -21,7 +21,7 @@ import dataclasses
 from functools import partial
 from typing import Any
 
-from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess
+from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorType, JobProcess
 
 from agent.conversation.idle import IDLE_REASON, IdlePolicy
 from agent.log import logger
@@ -209,6 +209,9 @@ def build_server(settings: Settings) -> AgentServer:
         load_fnc=partial(worker_load, settings),
         load_threshold=settings.load_threshold,
         num_idle_processes=settings.num_idle_processes,
+        job_executor_type=(
+            JobExecutorType.THREAD if settings.job_executor == "thread" else JobExecutorType.PROCESS
+        ),
         host=settings.worker_http_host,
         port=settings.worker_http_port,
         drain_timeout=settings.drain_timeout_s,
