@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -169,6 +170,21 @@ class VoiceChain(tts.FallbackAdapter):
     def __init__(self, primary: AnyTTS, fallback: AnyTTS) -> None:
         super().__init__([primary, fallback], sample_rate=primary.sample_rate)
         self.primary = primary
+
+
+_TEXT_SCORERS: dict[Path, TextTurnScorer] = {}
+_TEXT_SCORERS_LOCK = threading.Lock()
+
+
+def shared_text_scorer(path: Path) -> TextTurnScorer:
+    """One text turn scorer per model file and process. Jobs run as threads of one process
+    (JOB_EXECUTOR=thread) each build their own Engines; the scorer runs its model on a
+    thread of its own, so they can share it instead of loading a copy each (~100 MB)."""
+    with _TEXT_SCORERS_LOCK:
+        scorer = _TEXT_SCORERS.get(path)
+        if scorer is None:
+            scorer = _TEXT_SCORERS[path] = TextTurnScorer(path)
+        return scorer
 
 
 class Engines:
@@ -524,5 +540,5 @@ class Engines:
 
             s = self.settings
             path = Path(s.turn_text_model) if s.turn_text_model else None
-            self._turn_text = TextTurnScorer(path or resolve(SMOLLM2_135M, s.cache_path))
+            self._turn_text = shared_text_scorer(path or resolve(SMOLLM2_135M, s.cache_path))
         return self._turn_text
