@@ -12,6 +12,7 @@ no STT, TTS, turn-detector or LLM model.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import sqlite3
 import threading
 from pathlib import Path
@@ -183,8 +184,19 @@ def shared_text_scorer(path: Path) -> TextTurnScorer:
     with _TEXT_SCORERS_LOCK:
         scorer = _TEXT_SCORERS.get(path)
         if scorer is None:
+            if not _TEXT_SCORERS:
+                # freed before the interpreter tears its modules down (llama.cpp's own
+                # finalizer fails once they are gone)
+                atexit.register(_close_text_scorers)
             scorer = _TEXT_SCORERS[path] = TextTurnScorer(path)
         return scorer
+
+
+def _close_text_scorers() -> None:
+    with _TEXT_SCORERS_LOCK:
+        for scorer in _TEXT_SCORERS.values():
+            scorer.close()
+        _TEXT_SCORERS.clear()
 
 
 class Engines:
