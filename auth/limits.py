@@ -167,6 +167,14 @@ class TenantPolicy:
             raise TenantNotAllowedError(f"tenant {tenant!r} is not allowed on this worker")
         return found
 
+    def entry(self, tenant: str) -> Limits | None:
+        """The tenant's limits, or None for a tenant the policy refuses (the job-side
+        readers: admission already refused such jobs, so the worker's defaults are safe)."""
+        try:
+            return self.limits_for(tenant)
+        except TenantNotAllowedError:
+            return None
+
     def label(self, tenant: str) -> str:
         """Metric label: named tenants by id, everyone else together (bounded cardinality)."""
         return tenant if tenant in self.table else "other"

@@ -217,14 +217,11 @@ def recording_archive(settings: Settings) -> S3Archive | None:
 
 def recording_policy(settings: Settings, tenant: str) -> RecordingPolicy:
     """The tenant's rule (its TENANT_LIMITS ``recording``, else RECORDING_ALLOWED)."""
-    from auth.errors import TenantNotAllowedError
     from auth.limits import TenantPolicy
 
     allowed, egress = bool(settings.recording_allowed), settings.recording_mode == "egress"
-    try:
-        own = TenantPolicy.parse(settings.tenant_limits).limits_for(tenant).recording
-    except TenantNotAllowedError:
-        own = False
+    limits = TenantPolicy.parse(settings.tenant_limits).entry(tenant)
+    own = False if limits is None else limits.recording
     if own is not None:
         allowed, egress = own is not False, own == "egress" or (own is True and egress)
     store = recording_store(settings)

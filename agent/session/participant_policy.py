@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 from agent.session.config import ConfigError, SessionConfig
 from agent.settings import Settings
-from auth.errors import TenantNotAllowedError
 from auth.limits import TenantPolicy, parse_participant_config
 
 
@@ -40,10 +39,7 @@ class ParticipantPolicy:
         keys = parse_participant_config(settings.participant_config, "PARTICIPANT_CONFIG")
         per_minute = settings.participant_messages_per_minute
         max_sessions = settings.max_sessions_per_room
-        try:
-            limits = TenantPolicy.parse(settings.tenant_limits).limits_for(tenant)
-        except TenantNotAllowedError:  # admission refused such jobs; defaults are safe
-            limits = None
+        limits = TenantPolicy.parse(settings.tenant_limits).entry(tenant)
         greeting, memory = settings.greeting or None, settings.memory_enabled
         if limits is not None:
             if limits.greeting is not None:

@@ -149,14 +149,10 @@ class RoomTools:
 
 def tenant_tools_of(settings: Settings, tenant: str) -> TenantTools:
     """The tenant's tool policy from ``TENANT_LIMITS`` (none for a tenant without an entry)."""
-    from auth.errors import TenantNotAllowedError
     from auth.limits import TenantPolicy
 
-    try:
-        limits = TenantPolicy.parse(settings.tenant_limits).limits_for(tenant)
-    except TenantNotAllowedError:  # admission refused such jobs
-        return TenantTools()
-    return tenant_tools(limits, tenant)
+    limits = TenantPolicy.parse(settings.tenant_limits).entry(tenant)
+    return TenantTools() if limits is None else tenant_tools(limits, tenant)
 
 
 def operator_tools(settings: Settings) -> tuple[HttpToolSpec, ...]:

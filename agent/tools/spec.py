@@ -124,7 +124,7 @@ def parse_tools(value: Any, where: str, scope: SecretScope) -> tuple[HttpToolSpe
     if len(value) > MAX_TOOLS:
         raise ToolSpecError(f"{where} has more than {MAX_TOOLS} tools", field=where)
     specs = tuple(_tool(item, f"{where}[{i}]", scope) for i, item in enumerate(value))
-    _unique([s.name for s in specs], where)
+    check_unique([s.name for s in specs], where)
     return specs
 
 
@@ -140,11 +140,8 @@ def parse_mcp_servers(value: Any, where: str, scope: SecretScope) -> tuple[McpSe
 
 
 def check_unique(names: list[str], where: str) -> None:
-    """Tool names must be unique across every source a session combines."""
-    _unique(names, where)
-
-
-def _unique(names: list[str], where: str) -> None:
+    """Tool names must be unique (within a list, and across every source a session
+    combines)."""
     seen: set[str] = set()
     for name in names:
         if name in seen:
