@@ -4,9 +4,7 @@ their own reply, transcripts and agent state addressed per participant."""
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
-from pathlib import Path
+import os
 
 import numpy as np
 import pytest
@@ -14,15 +12,13 @@ import pytest
 from tests.audio_fixtures import speak, wer
 from tests.livekit_server import LiveKitTestServer
 from tests.room.caller import RoomCaller
-from tests.room.worker import CONVERSATION_TENANT, Worker, agent_joined, dispatch, join
+from tests.room.worker import Worker, agent_joined, dispatch, join
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="package")]
 
-TENANT = CONVERSATION_TENANT
+TENANT = f"rooms{os.getpid()}"
 # longer replies make the word error rate of the heard reply a steadier measure
 INSTRUCTIONS = "You are a helpful assistant. Answer every question in two full sentences."
-ALICE_ASKS = "What do you like to do on weekends?"
-BOB_ASKS = "What is your favorite food and why?"
 
 
 async def ask(caller: RoomCaller, question: str) -> float:
@@ -47,36 +43,20 @@ async def reply_after(
     return texts[0].body, track.audio(since), first
 
 
-async def recorded_calls(folder: Path, count: int, within: float = 60.0) -> list[dict]:
-    """The transcripts of ``count`` finished recordings in ``folder``."""
-    async with asyncio.timeout(within):
-        while True:
-            docs = []
-            for path in await asyncio.to_thread(lambda: sorted(folder.glob("*.json"))):
-                doc = json.loads(await asyncio.to_thread(path.read_text))
-                if doc.get("complete"):
-                    docs.append(doc)
-            if len(docs) >= count:
-                return docs
-            await asyncio.sleep(0.5)
-
-
 async def test_two_callers_ask_at_once_and_each_hears_only_their_reply(
-    lk_server: LiveKitTestServer, worker: Worker, whisper_stt, cache_dir: Path
+    lk_server: LiveKitTestServer, worker: Worker, whisper_stt
 ) -> None:
     room = f"{TENANT}-two"
     alice = await join(lk_server, "alice", room)
     bob = await join(lk_server, "bob", room)
     try:
-        # recorded: one stereo file per participant (livekit-agents' own recorder would
-        # capture only the job's first session)
-        await dispatch(worker, TENANT, room, instructions=INSTRUCTIONS, config={"recording": True})
+        await dispatch(worker, TENANT, room, instructions=INSTRUCTIONS)
         agent = await agent_joined(lk_server, room)
         await alice.wait_for(alice.reply_track, within=60)
         await bob.wait_for(bob.reply_track, within=60)
         ended = await asyncio.gather(
-            ask(alice, ALICE_ASKS),
-            ask(bob, BOB_ASKS),
+            ask(alice, "What do you like to do on weekends?"),
+            ask(bob, "What is your favorite food and why?"),
         )
         (a_text, a_audio, a_first), (b_text, b_audio, b_first) = await asyncio.gather(
             reply_after(alice, ended[0], agent), reply_after(bob, ended[1], agent)
@@ -118,20 +98,6 @@ async def test_two_callers_ask_at_once_and_each_hears_only_their_reply(
     finally:
         await alice.leave()
         await bob.leave()
-    # each caller's recording holds their own question and the agent's answer to it
-    transcripts = await recorded_calls(cache_dir / "recordings" / TENANT, count=2)
-    by_participant = {t["participant"]: t for t in transcripts}
-    assert set(by_participant) == {"alice", "bob"}
-    for name, mine, theirs in (("alice", ALICE_ASKS, BOB_ASKS), ("bob", BOB_ASKS, ALICE_ASKS)):
-        turns = by_participant[name]["turns"]
-        said = " ".join(t["text"] for t in turns if t["speaker"] == "user")
-        # tiny.en mishears espeak at times ("what do you like, do you want to eat"): the
-        # recording holds what was heard from this caller, closer to their question
-        assert wer(mine, said) < wer(theirs, said), (name, turns)
-        assert any(t["speaker"] == "agent" for t in turns), (name, turns)
-        audio = cache_dir / "recordings" / TENANT / f"{by_participant[name]['id']}.ogg"
-        assert audio.stat().st_size > 10_000  # seconds of stereo Opus, not an empty file
-    await asyncio.to_thread(shutil.rmtree, cache_dir / "recordings" / TENANT, True)
 
 
 async def test_barge_in_through_the_room_stops_the_reply_the_caller_hears(
