@@ -24,6 +24,7 @@ import os
 import signal
 import socket
 import struct
+import threading
 from contextlib import aclosing
 from functools import partial
 from pathlib import Path
@@ -46,6 +47,7 @@ from agent.models.shared.protocol import (
 )
 from agent.obs.metrics import INFERENCE_REFUSED
 from agent.settings import Settings
+from plugins._common.executor import set_queue_wait_sink
 from plugins.llama import LlamaLLM
 
 # whisper's context: a longer utterance is a client bug, refused rather than decoded
@@ -299,14 +301,17 @@ class InferenceServer:
             self._connections.discard(task)
 
     async def _answer(self, rid: int, op: str, header: Header, body: bytes, send: Any) -> None:
+        # this request's queue waits go back with its answer, for the caller's turn spans
+        waits = RequestWaits()
+        set_queue_wait_sink(waits.record)
         try:
             if op == "llm":
                 async for piece in self._generate(header):
-                    await send({"id": rid, "delta": piece})
+                    await send({"id": rid, "delta": piece, **waits.take()})
                 await send({"id": rid, "end": True})
                 return
             reply, reply_body = await self._call(op, header, body)
-            await send({"id": rid, "end": True, **reply}, reply_body)
+            await send({"id": rid, "end": True, **reply, **waits.take()}, reply_body)
         except BadRequest as e:
             await self._send_error(send, rid, "bad_request", e)
         except APIStatusError as e:
@@ -367,6 +372,23 @@ class InferenceServer:
         async with aclosing(pieces):
             async for piece in pieces:
                 yield piece
+
+
+class RequestWaits:
+    """The queue waits of one request, by engine, sent back as ``{"queued": {engine: s}}``."""
+
+    def __init__(self) -> None:
+        self._waits: dict[str, float] = {}
+        self._lock = threading.Lock()  # recorded from engine threads
+
+    def record(self, engine: str, began: float, seconds: float) -> None:
+        with self._lock:
+            self._waits[engine] = self._waits.get(engine, 0.0) + seconds
+
+    def take(self) -> Header:
+        with self._lock:
+            waits, self._waits = self._waits, {}
+        return {"queued": {e: round(s, 6) for e, s in waits.items()}} if waits else {}
 
 
 def _forget(running: dict[int, asyncio.Task[None]], rid: int, _: asyncio.Task[None]) -> None:

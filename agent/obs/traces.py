@@ -9,15 +9,19 @@ exports through one ``TracerProvider``, and livekit-agents' own spans (``agent_s
 their speech to the agent's first audible reply, with children where the time went:
 ``end_of_turn`` (the decision), ``stt.final`` (the final transcript), ``llm.first_token``,
 ``tts.first_audio``, and one ``clip_cache.lookup`` per sentence looked up in the clip cache
-before the first audio (``hit`` true or false). The figures arrive after the reply starts
-(LLM and TTS metrics are reported when their streams end), so the span is written, with
-its real start and end times, when the agent stops speaking. Tenant, room and participant
-are attributes; no transcript text is ever put on a span.
+before the first audio (``hit`` true or false), and one ``inference.queue_wait`` per engine
+that served the turn (the longest wait for it, with the number of requests and their
+total wait; in the shared inference process's queue as in this process's). The figures
+arrive after the reply starts (LLM and TTS metrics are reported when their streams end),
+so the span is written, with its real start and end times, when the agent stops speaking.
+Tenant, room and participant are attributes; no transcript text is ever put on a span.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +74,31 @@ class _Turn:
     llm: tuple[float, float] | None = None  # (start, ttft)
     tts: tuple[float, float] | None = None  # (start, ttfb)
     lookups: list[Any] = field(default_factory=list)
+    waits: list[QueueWait] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class QueueWait:
+    engine: str
+    began: float  # wall-clock time
+    seconds: float
+
+
+class SessionQueueWaits:
+    """A session's recent inference queue waits: the sink its context gives
+    ``plugins._common.executor`` (told from engine threads too)."""
+
+    def __init__(self, keep: int = 512) -> None:
+        self._waits: deque[QueueWait] = deque(maxlen=keep)
+        self._lock = threading.Lock()
+
+    def record(self, engine: str, began: float, seconds: float) -> None:
+        with self._lock:
+            self._waits.append(QueueWait(engine, began, max(0.0, seconds)))
+
+    def between(self, start: float, end: float) -> list[QueueWait]:
+        with self._lock:
+            return [w for w in self._waits if start <= w.began <= end]
 
 
 class TurnTracer:
@@ -80,10 +109,12 @@ class TurnTracer:
         attributes: dict[str, str],
         *,
         lookups: Callable[[], list[Any]] | None = None,
+        waits: SessionQueueWaits | None = None,
         tracer: Tracer | None = None,
     ) -> None:
         self._attributes = {k: v for k, v in attributes.items() if v}
         self._lookups = lookups or (lambda: [])
+        self._waits = waits
         self._tracer = tracer or trace.get_tracer(TRACER_NAME)
         self._turn: _Turn | None = None
 
@@ -120,6 +151,8 @@ class TurnTracer:
                 for lookup in self._lookups()
                 if turn.speech_end <= lookup.at <= turn.reply_at
             ]
+            if self._waits is not None:
+                turn.waits = self._waits.between(turn.speech_end, turn.reply_at)
             self._write(turn)
             self._turn = None
 
@@ -151,4 +184,19 @@ class TurnTracer:
             child("tts.first_audio", turn.tts[0], turn.tts[1])
         for lookup in turn.lookups:
             child("clip_cache.lookup", lookup.at, lookup.seconds, **{"clip_cache.hit": lookup.hit})
+        by_engine: dict[str, list[QueueWait]] = {}
+        for wait in turn.waits:
+            by_engine.setdefault(wait.engine, []).append(wait)
+        for engine, waits in sorted(by_engine.items()):
+            longest = max(waits, key=lambda w: w.seconds)
+            child(
+                "inference.queue_wait",
+                longest.began,
+                longest.seconds,
+                **{
+                    "inference.engine": engine,
+                    "inference.requests": len(waits),
+                    "inference.queue_wait_total_ms": round(sum(w.seconds for w in waits) * 1000, 3),
+                },
+            )
         root.end(end_time=_ns(turn.reply_at))

@@ -34,7 +34,7 @@ from agent.log import logger
 from agent.models.engines import Engines
 from agent.obs import logs
 from agent.obs.metrics import ACTIVE_SESSIONS, SESSIONS_ENDED, SESSIONS_STARTED, SessionMetrics
-from agent.obs.traces import TurnTracer
+from agent.obs.traces import SessionQueueWaits, TurnTracer
 from agent.recording.egress import RoomEgress
 from agent.recording.recorder import RecordingPolicy, SessionRecording
 from agent.session import factory
@@ -52,6 +52,7 @@ from agent.session.swappable import SwappableTTS, SwitchableNoiseFilter
 from agent.session.voice_agent import VoiceAgent
 from agent.tools.box import RoomTools, SessionTools
 from agent.tools.builtins import END_CALL_REASON
+from plugins._common.executor import set_queue_wait_sink
 from plugins._common.pause_text import PauseText
 
 
@@ -298,8 +299,7 @@ class VoiceManager(utils.EventEmitter[str]):
         self._sessions[identity] = entry
         session.on("close", lambda ev: self._on_session_close(entry, ev))
         SessionMetrics().watch(session)
-        if audio:
-            self._trace_turns(identity, session)
+        queue_waits = self._trace_turns(identity, session) if audio else None
         if not audio:
             start = session.start(agent)  # no room I/O: text is routed by the manager
         elif io is not None:
@@ -323,6 +323,8 @@ class VoiceManager(utils.EventEmitter[str]):
         # log carries the participant (room, tenant and job id come from the entrypoint)
         context = contextvars.copy_context()
         context.run(logs.bind, participant=identity)
+        if queue_waits is not None:  # the inference queue waits of this session's calls
+            context.run(set_queue_wait_sink, queue_waits.record)
         try:
             await asyncio.create_task(start, context=context)
             if audio and io is None and addressed:
@@ -359,8 +361,9 @@ class VoiceManager(utils.EventEmitter[str]):
         await agent.update_tools([*agent.tools, *opened.tools])
         return opened
 
-    def _trace_turns(self, identity: str, session: AgentSession[Any]) -> None:
-        """A ``voice.turn`` span per exchange (written only when tracing is configured)."""
+    def _trace_turns(self, identity: str, session: AgentSession[Any]) -> SessionQueueWaits:
+        """A ``voice.turn`` span per exchange (written only when tracing is configured);
+        returns the sink for the session's inference queue waits."""
 
         def lookups() -> list[Any]:
             cache = factory.clip_cache_of(session.tts)
@@ -368,7 +371,9 @@ class VoiceManager(utils.EventEmitter[str]):
 
         room = self._room.name if self._room is not None else ""
         attributes = {"tenant": self._tenant or "", "room": room, "participant": identity}
-        TurnTracer(attributes, lookups=lookups).watch(session)
+        waits = SessionQueueWaits()
+        TurnTracer(attributes, lookups=lookups, waits=waits).watch(session)
+        return waits
 
     async def _record(self, entry: ParticipantSession) -> None:
         """Start recording a voice session whose config asks for it, if the policy allows."""

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
-from .executor import QUEUE_DELAYS, in_executor
+from .executor import QUEUE_DELAYS, QueueWaitSink, in_executor, queue_wait_sink
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -39,14 +39,14 @@ class Batcher(Generic[T, R]):
         # the engine thread: its wait is recorded under the thread's name for the load
         # function (the thread's own queue never holds more than the running batch)
         self._engine = getattr(executor, "_thread_name_prefix", "") or "engine"
-        self._pending: list[tuple[T, asyncio.Future[R], int]] = []
+        self._pending: list[tuple[T, asyncio.Future[R], int, QueueWaitSink | None]] = []
         self._runner: asyncio.Task[None] | None = None
         self.batch_sizes: list[int] = []  # recent runs, for tests, benchmarks and logs
 
     @property
     def waiting(self) -> int:
         """Requests waiting for the next batch (the running batch is not counted)."""
-        return sum(1 for _, fut, _ in self._pending if not fut.done())
+        return sum(1 for _, fut, _, _ in self._pending if not fut.done())
 
     async def submit(self, item: T) -> R:
         loop = asyncio.get_running_loop()
@@ -57,7 +57,7 @@ class Batcher(Generic[T, R]):
         future: asyncio.Future[R] = loop.create_future()
         ticket = QUEUE_DELAYS.submitted(self._engine)
         future.add_done_callback(lambda _: QUEUE_DELAYS.forget(self._engine, ticket))
-        self._pending.append((item, future, ticket))
+        self._pending.append((item, future, ticket, queue_wait_sink()))
         if self._runner is None or self._runner.done():
             # a fresh context: the runner serves every session, and a copy of the first
             # caller's context would keep that caller's session alive as long as the runner
@@ -68,10 +68,10 @@ class Batcher(Generic[T, R]):
         while self._pending:
             batch = self._pending[: self._max_batch]
             self._pending = self._pending[self._max_batch :]
-            live = [(item, fut) for item, fut, _ in batch if not fut.done()]  # not cancelled
-            for _, fut, ticket in batch:
+            live = [(item, fut) for item, fut, _, _ in batch if not fut.done()]  # not cancelled
+            for _, fut, ticket, sink in batch:
                 if not fut.done():
-                    QUEUE_DELAYS.started(self._engine, ticket)
+                    QUEUE_DELAYS.started(self._engine, ticket, sink)
             if not live:
                 continue
             self.batch_sizes = [*self.batch_sizes[-255:], len(live)]

@@ -21,6 +21,32 @@ from typing import ParamSpec, TypeVar
 P = ParamSpec("P")
 T = TypeVar("T")
 
+# Who is told of each wait: a session (its turn spans show where its caller's time went),
+# or the inference process answering one request (it sends its waits back with the
+# answer). Called with (engine, when the wait began as wall-clock time, seconds), possibly
+# from an engine thread.
+QueueWaitSink = Callable[[str, float, float], None]
+_SINK: contextvars.ContextVar[QueueWaitSink | None] = contextvars.ContextVar(
+    "queue_wait_sink", default=None
+)
+
+
+def set_queue_wait_sink(sink: QueueWaitSink | None) -> None:
+    """Tell ``sink`` of every queue wait of calls made from this context (and the tasks
+    and threads it starts)."""
+    _SINK.set(sink)
+
+
+def queue_wait_sink() -> QueueWaitSink | None:
+    return _SINK.get()
+
+
+def report_queue_wait(engine: str, began: float, seconds: float) -> None:
+    """A wait measured elsewhere (in the inference process), told to this context's sink."""
+    sink = _SINK.get()
+    if sink is not None:
+        sink(engine, began, seconds)
+
 
 class QueueDelays:
     """Per-engine queue waits: recent finished waits and the age of calls still waiting."""
@@ -38,11 +64,15 @@ class QueueDelays:
             self._waiting.setdefault(engine, {})[ticket] = time.monotonic()
         return ticket
 
-    def started(self, engine: str, ticket: int) -> None:
+    def started(self, engine: str, ticket: int, sink: QueueWaitSink | None = None) -> float:
+        """The call's wait is over: recorded, told to ``sink``, and returned."""
         now = time.monotonic()
         with self._lock:
             since = self._waiting.get(engine, {}).pop(ticket, now)
             self._done.setdefault(engine, deque(maxlen=self._keep)).append((now, now - since))
+        if sink is not None:
+            sink(engine, time.time() - (now - since), now - since)
+        return now - since
 
     def forget(self, engine: str, ticket: int) -> None:
         """A call cancelled before it started: it waits no more."""
@@ -76,9 +106,10 @@ def in_executor(
     ctx = contextvars.copy_context()
     engine = getattr(executor, "_thread_name_prefix", "") or "engine"
     ticket = QUEUE_DELAYS.submitted(engine)
+    sink = _SINK.get()
 
     def run() -> T:
-        QUEUE_DELAYS.started(engine, ticket)
+        QUEUE_DELAYS.started(engine, ticket, sink)
         return ctx.run(fn, *args, **kwargs)
 
     future = loop.run_in_executor(executor, run)

@@ -29,7 +29,9 @@ from agent.models.shared.client import (
     wait_ready,
 )
 from agent.models.shared.protocol import encode, socket_path
+from agent.obs.traces import SessionQueueWaits
 from agent.settings import Settings
+from plugins._common.executor import set_queue_wait_sink
 from tests.audio_fixtures import speak, wer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,6 +74,9 @@ async def test_every_engine_answers_through_the_shared_process(
     server: str, cache_dir: Path, whisper_stt
 ) -> None:
     engines = Engines.remote(settings_for(cache_dir), server)
+    # the inference process's queue waits come back to the caller's sink (turn spans)
+    waits = SessionQueueWaits()
+    set_queue_wait_sink(waits.record)
     audio = [speech(s) for s in SENTENCES]
     texts = await asyncio.gather(*(engines.stt.transcribe(a) for a in audio))
     for sentence, text in zip(SENTENCES, texts, strict=True):
@@ -93,6 +98,9 @@ async def test_every_engine_answers_through_the_shared_process(
             if chunk.delta and chunk.delta.content:
                 pieces.append(chunk.delta.content)
     assert len(pieces) > 1 and "".join(pieces).strip()  # streamed, token by token
+    told = waits.between(0, time.time())
+    assert {"whisper", "smart-turn", "piper", "llama"} <= {w.engine for w in told}, told
+    assert all(w.seconds >= 0 for w in told)
 
 
 async def test_requests_from_several_processes_are_batched(server: str) -> None:

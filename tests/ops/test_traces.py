@@ -54,7 +54,9 @@ def attributes(span: Any) -> dict[str, Any]:
     out = {}
     for kv in span.attributes:
         value = kv.value
-        out[kv.key] = value.string_value or value.bool_value or value.double_value
+        out[kv.key] = (
+            value.string_value or value.bool_value or value.double_value or value.int_value
+        )
     return out
 
 
@@ -86,6 +88,16 @@ async def test_a_voice_turn_delivers_a_turn_span_with_its_stages(tmp_path: Path)
     assert {"end_of_turn", "stt.final", "llm.first_token", "tts.first_audio"} <= set(children)
     lookups = [s for s in receiver.spans if s.name == "clip_cache.lookup"]
     assert lookups and all(s.parent_span_id == turn.span_id for s in lookups)
+    # one queue-wait child per engine that served the turn: the final decode and the reply
+    waits = {
+        attributes(s)["inference.engine"]: s
+        for s in receiver.spans
+        if s.name == "inference.queue_wait" and s.parent_span_id == turn.span_id
+    }
+    assert {"whisper", "llama"} <= set(waits), sorted(waits)
+    for wait in waits.values():
+        assert attributes(wait)["inference.requests"] >= 1
+    children.update({f"queue_wait.{engine}": span for engine, span in waits.items()})
     # the turn runs from the end of speech to the first audible reply, its stages inside it
     assert turn.end_time_unix_nano > turn.start_time_unix_nano
     for child in children.values():

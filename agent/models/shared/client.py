@@ -19,6 +19,7 @@ from typing import Any
 from livekit.agents import APIConnectionError
 
 from agent.models.shared.protocol import Header, ProtocolError, encode, read_frame, socket_path
+from plugins._common.executor import report_queue_wait
 
 
 class InferenceUnavailable(APIConnectionError):
@@ -34,6 +35,16 @@ class InferenceRequestError(APIConnectionError):
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message, retryable=False)
         self.kind = kind
+
+
+def _report_waits(header: Header, sent_at: float) -> None:
+    """The inference process's queue waits for this request, told to the caller's sink
+    (its session's turn spans)."""
+    queued = header.get("queued")
+    if isinstance(queued, dict):
+        for engine, seconds in queued.items():
+            if isinstance(seconds, int | float):
+                report_queue_wait(str(engine), sent_at, float(seconds))
 
 
 def _raise_for(header: Header) -> None:
@@ -110,9 +121,11 @@ class InferenceClient:
         self, op: str, header: Header | None = None, body: bytes = b"", *, timeout_s: float = 30.0
     ) -> tuple[Header, bytes]:
         """One request, one answer."""
+        sent_at = time.time()
         conn, rid, queue = await self._send(op, header or {}, body)
         try:
             reply, reply_body = await self._next(queue, op, timeout_s)
+            _report_waits(reply, sent_at)
             return reply, reply_body
         except (InferenceUnavailable, asyncio.CancelledError):
             await self._cancel(conn, rid)  # nobody waits for the answer any more
@@ -124,11 +137,13 @@ class InferenceClient:
         self, op: str, header: Header | None = None, *, timeout_s: float = 30.0
     ) -> AsyncGenerator[Header, None]:
         """One request, a stream of pieces; leaving the loop early cancels the request."""
+        sent_at = time.time()
         conn, rid, queue = await self._send(op, header or {}, b"")
         finished = False
         try:
             while True:
                 reply, _ = await self._next(queue, op, timeout_s)
+                _report_waits(reply, sent_at)
                 if reply.get("end"):
                     finished = True
                     return
