@@ -222,8 +222,9 @@ class Settings:
     stt_model: str = setting(
         "",
         "STT_MODEL",
-        "faster-whisper model: a CTranslate2 model directory or a size name found under "
-        "CACHE_PATH. Empty: the packaged tiny.en.",
+        "faster-whisper model: a CTranslate2 model directory, base (the packaged multilingual "
+        "whisper base, placed by download-files), or a size name found under CACHE_PATH. "
+        "Empty: the packaged tiny.en (English only).",
         group="Speech-to-text",
     )
     stt_device: DeviceName = setting(
@@ -238,7 +239,8 @@ class Settings:
     stt_language: str = setting(
         "en",
         "STT_LANGUAGE",
-        "Language code; empty lets whisper detect it.",
+        "Language code, or auto (detected on a session's first utterance, then kept; "
+        "needs a multilingual model such as STT_MODEL=base). Per session: stt.language.",
         group="Speech-to-text",
     )
     stt_beam_size: int = setting(
@@ -277,6 +279,39 @@ class Settings:
     )
     tts_speed: float = setting(
         1.0, "TTS_SPEED", "Speaking rate (1.0 = the voice's own).", group="Text-to-speech"
+    )
+    models_preload: str = setting(
+        "",
+        "MODELS_PRELOAD",
+        "Voice ids (GET /v1/voices) the model manager loads at start, comma-separated; the "
+        "default voice and STT model are always loaded.",
+        group="Voices and model manager",
+    )
+    models_resident_cap: int = setting(
+        4,
+        "MODELS_RESIDENT_CAP",
+        "Most optional models (voices other than the default) resident at once; the least "
+        "recently used idle one is unloaded beyond it.",
+        group="Voices and model manager",
+    )
+    models_idle_ttl_s: float = setting(
+        600.0,
+        "MODELS_IDLE_TTL_S",
+        "An optional model unused this long is unloaded.",
+        group="Voices and model manager",
+    )
+    models_min_residency_s: float = setting(
+        30.0,
+        "MODELS_MIN_RESIDENCY_S",
+        "A model stays loaded at least this long (no thrashing between two voices).",
+        group="Voices and model manager",
+    )
+    models_memory_budget_mb: int = setting(
+        0,
+        "MODELS_MEMORY_BUDGET_MB",
+        "Memory the manager's resident models may use before the worker reports itself full "
+        "(the load function counts it). 0: half of the machine's memory.",
+        group="Voices and model manager",
     )
     tts_first_chunk_words: int = setting(
         6,
@@ -716,7 +751,8 @@ class Settings:
         "TENANT_LIMITS",
         'JSON: tenant id (or "*") -> {concurrent_sessions, sessions_per_minute, '
         "requests_per_minute, tts_chars_per_minute, ...} and the tenant's policy (greeting, "
-        "memory, participant rules, tools, mcp_servers, tool_secrets: docs/tools.md). A "
+        "memory, participant rules, tools, mcp_servers, tool_secrets: docs/tools.md; voice, "
+        "language: docs/voices-and-languages.md; recording). A "
         'tenant without an entry (and no "*") is refused. Empty: every tenant, no limits.',
         group="HTTP API and auth",
     )
@@ -751,12 +787,12 @@ class Settings:
         group="Room participants",
     )
     participant_config: str = setting(
-        "audio,noise_filter,tts,turn",
+        "audio,noise_filter,tts,stt,turn",
         "PARTICIPANT_CONFIG",
         "Config keys room participants may set, comma-separated, from audio, noise_filter, "
-        "tts, turn, instructions (the persona), text_room_audio (audio on in a room the "
-        "backend made text-only), greeting. Dispatch metadata (the backend) may set "
-        "everything; per tenant: participant_config.",
+        "tts (speed, voice), stt (language), turn, instructions (the persona), "
+        "text_room_audio (audio on in a room the backend made text-only), greeting. "
+        "Dispatch metadata (the backend) may set everything; per tenant: participant_config.",
         group="Room participants",
     )
     session_end_notice: str = setting(
@@ -831,6 +867,14 @@ class Settings:
             )
         if max(len(self.greeting), len(self.user_idle_prompt), len(self.user_idle_goodbye)) > 500:
             raise SettingsError("GREETING and the idle lines must be at most 500 characters")
+        if self.models_resident_cap < 1 or self.models_memory_budget_mb < 0:
+            raise SettingsError(
+                "MODELS_RESIDENT_CAP must be at least 1, MODELS_MEMORY_BUDGET_MB not negative"
+            )
+        if self.models_idle_ttl_s <= 0 or self.models_min_residency_s < 0:
+            raise SettingsError(
+                "MODELS_IDLE_TTL_S must be positive, MODELS_MIN_RESIDENCY_S not negative"
+            )
         if self.memory_max_messages < 1 or self.memory_ttl_s <= 0:
             raise SettingsError("MEMORY_MAX_MESSAGES must be at least 1, MEMORY_TTL_S positive")
         for name, url in (

@@ -55,6 +55,7 @@ PARTICIPANT_CONFIG_KEYS = (
     "audio",
     "noise_filter",
     "tts",
+    "stt",
     "turn",
     "instructions",
     "text_room_audio",
@@ -84,6 +85,9 @@ class Limits:
     tool_secrets: tuple[str, ...] | None = None
     # sessions may be recorded when asked: here (true) or by LiveKit egress ("egress")
     recording: bool | str | None = None
+    # the tenant's default voice id (GET /v1/voices) and STT language (a code or "auto")
+    voice: str | None = None
+    language: str | None = None
 
 
 MAX_GREETING_CHARS = 500
@@ -140,6 +144,13 @@ class TenantPolicy:
                             "environment variable names"
                         )
                     values[name] = tuple(value)
+                    continue
+                if name in ("voice", "language"):
+                    if not isinstance(value, str) or not 0 < len(value) <= 120:
+                        raise ValueError(
+                            f"TENANT_LIMITS[{tenant!r}].{name} must be a string of 1-120 characters"
+                        )
+                    values[name] = value
                     continue
                 if name == "recording" and value == "egress":
                     values[name] = value

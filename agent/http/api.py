@@ -161,6 +161,16 @@ ROUTES = [
     ),
     Route(
         "GET",
+        "/v1/voices",
+        "voices",
+        "The voices a session may pick with `tts.voice` (docs/voices-and-languages.md): "
+        "id, engine, language, name and sample rate; the default; the voice files skipped "
+        "as broken.",
+        True,
+        responses={"200": "application/json"},
+    ),
+    Route(
+        "GET",
         "/v1/memory/{identity}",
         "memory_get",
         "What the agent remembers of a participant of the caller's tenant (recent messages "
@@ -367,6 +377,22 @@ class Api:
             return response
         await response.write_eof()
         return response
+
+    async def voices(self, request: web.Request) -> web.Response:
+        await self._identity(request)
+        if self.ctx.speaker is None:
+            raise Unavailable("speech synthesis is not available in this process")
+        engines = self.ctx.speaker.engines
+        if engines.settings.tts_base_url:  # the speech server's own voices: not ours to list
+            return web.json_response({"default": None, "voices": [], "skipped": []})
+        catalog = engines.voices.catalog
+        return web.json_response(
+            {
+                "default": catalog.default,
+                "voices": [voice.as_dict() for voice in catalog.all()],
+                "skipped": catalog.problems,
+            }
+        )
 
     async def _memory_target(self, request: web.Request) -> tuple[str, str, MemoryStore]:
         ident = await self._identity(request)

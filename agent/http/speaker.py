@@ -116,6 +116,10 @@ class Speaker:
         self._tokenizer = tokenize.blingfire.SentenceTokenizer()
 
     @property
+    def engines(self) -> Engines:
+        return self._engines
+
+    @property
     def sample_rate(self) -> int:
         return self._engines.speech.sample_rate
 

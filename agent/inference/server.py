@@ -45,6 +45,7 @@ from agent.models.shared.protocol import (
     read_frame,
     socket_path,
 )
+from agent.models.voices import UnknownVoice
 from agent.obs.metrics import INFERENCE_REFUSED
 from agent.settings import Settings
 from plugins._common.executor import set_queue_wait_sink
@@ -220,6 +221,17 @@ class InferenceServer:
         )
 
     async def start(self, address: str) -> None:
+        if not self.settings.tts_base_url:
+            preload = [v.strip() for v in self.settings.models_preload.split(",") if v.strip()]
+            for voice in preload:
+                if self.engines.voices.is_default(voice):
+                    continue
+                try:
+                    await self.engines.voices.manager.preload([voice])
+                except Exception as e:  # a wrong id or a broken voice: said, not fatal
+                    logger.error(
+                        "MODELS_PRELOAD: not loaded", extra={"voice": voice, "error": str(e)}
+                    )
         path = Path(socket_path(address))
         private_directory(path.parent)
         old_umask = os.umask(0o177)  # the socket is created 0600, never briefly wider
@@ -237,6 +249,8 @@ class InferenceServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        if not self.settings.tts_base_url:
+            self.engines.voices.close()
         if self._path is not None:
             with contextlib.suppress(OSError):
                 self._path.unlink()
@@ -338,7 +352,12 @@ class InferenceServer:
                 "stt_batches": self.engines.stt.batch_sizes,
                 "turn_batches": getattr(turn, "batch_sizes", []),
                 "connections": len(self._connections),
+                "voices_resident": []
+                if self.settings.tts_base_url
+                else self.engines.voices.manager.resident(),
             }, b""
+        if op == "language" and self.settings.stt_base_url:
+            raise BadRequest("this inference process serves no stt (STT_BASE_URL)")
         if op in ("stt", "tts") and getattr(self.settings, f"{op}_base_url"):
             raise BadRequest(f"this inference process serves no {op} ({op.upper()}_BASE_URL)")
         if op == "stt":
@@ -350,6 +369,9 @@ class InferenceServer:
             if language is not None and not isinstance(language, str):
                 raise BadRequest("language must be a string or null")
             return {"text": await self.engines.stt.decode(audio, language, beam)}, b""
+        if op == "language":
+            audio = _float32(body, MAX_STT_SAMPLES)
+            return {"language": await self.engines.stt.detect_language(audio)}, b""
         if op == "turn":
             audio = _float32(body, MAX_TURN_SAMPLES)
             return {"p": await self.engines.turn_batcher.predict(audio)}, b""
@@ -357,9 +379,26 @@ class InferenceServer:
             text = header.get("text")
             if not isinstance(text, str) or len(text) > MAX_TTS_CHARS:
                 raise BadRequest(f"text must be a string of at most {MAX_TTS_CHARS} characters")
-            piper = self.engines.piper
-            options = tts_options(header.get("options", {}), piper.info.num_speakers)
-            return {}, await piper.synthesize_with(text, options)
+            voice = header.get("voice")
+            if voice is not None and not isinstance(voice, str):
+                raise BadRequest("voice must be a voice id")
+            voices = self.engines.voices
+            if voices.is_default(voice):
+                piper = self.engines.piper
+                options = tts_options(header.get("options", {}), piper.info.num_speakers)
+                return {}, await piper.synthesize_with(text, options)
+            assert voice is not None
+            try:
+                known = voices.catalog.get(voice)
+            except UnknownVoice as e:
+                raise BadRequest(str(e)) from None
+            if known.engine != "piper":
+                raise BadRequest(f"{voice} is not synthesized here")
+            # a voice not resident loads on the manager's loader thread: this request waits
+            # for it, every other request goes on
+            async with voices.manager.use(voice) as piper:
+                options = tts_options(header.get("options", {}), piper.info.num_speakers)
+                return {}, await piper.synthesize_with(text, options)
         raise BadRequest(f"unknown op {op!r}")
 
     async def _generate(self, header: Header) -> Any:

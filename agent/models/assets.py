@@ -14,11 +14,17 @@ logger = logging.getLogger("agent.models.assets")
 def download_all(cache_path: Path) -> list[Path]:
     """Fetch and verify every asset; check that the packaged ones import and load."""
     from plugins import llama, smart_turn
+    from plugins._common.errors import ModelLoadError
     from plugins.noise import DeepFilterNetFilter, RNNoiseFilter
     from plugins.piper import packaged_voice
     from plugins.whisper import packaged_tiny_en
+    from plugins.whisper.models import place_packaged_base
 
     placed = [smart_turn.download_files(cache_path), llama.download_files(cache_path)]
+    try:  # the multilingual extra: STT_MODEL=base
+        placed.append(place_packaged_base(cache_path / "models" / "whisper"))
+    except ModelLoadError as e:
+        logger.info("no multilingual STT model: %s", e)
     model_dir = packaged_tiny_en()
     voice, _ = packaged_voice()
     RNNoiseFilter().close()

@@ -31,6 +31,7 @@ from agent.models.endpoints import (
     transcription_endpoint,
 )
 from agent.models.resilience import CircuitBreaker, ResilientLLM
+from agent.models.voices import UnknownVoice
 from agent.obs.metrics import FALLBACKS, INFERENCE_QUEUE_DELAY, INFERENCE_QUEUED
 from agent.settings import Settings
 from cache.keys import normalize_text
@@ -50,10 +51,12 @@ from plugins.smart_turn import (
 from plugins.smart_turn.detector import TurnPredictor
 from plugins.smart_turn.text import TextTurnScorer
 from plugins.whisper import WhisperSTT
+from plugins.whisper.models import check_whisper_language, packaged_base
 
 if TYPE_CHECKING:
     from agent.models.shared.client import InferenceClient
     from agent.models.shared.hello import Hello
+    from agent.models.voice_library import VoiceLibrary
 
 # livekit-agents' default (0.5 s) makes barge-in wait half a second of speech; 0.3 s still
 # ignores coughs and clicks. The VAD's own minimum (turn.min_speech, 0.25 s) would pause the
@@ -127,6 +130,20 @@ def open_clip_store(settings: Settings) -> ClipStore | None:
     except (OSError, sqlite3.Error) as e:
         logger.error("clip cache off: CACHE_PATH is not usable", extra={"error": str(e)})
         return None
+
+
+def process_language(settings: Settings) -> str | None:
+    """STT_LANGUAGE as the process's STT takes it (None: detected per utterance)."""
+    language = settings.stt_language.strip().lower()
+    return None if language in ("", "auto") else language
+
+
+def stt_model_source(settings: Settings) -> str | None:
+    """STT_MODEL as faster-whisper takes it: ``base`` is the packaged multilingual model
+    that ``download-files`` placed under CACHE_PATH."""
+    if settings.stt_model == "base":
+        return str(packaged_base(settings.cache_path / "models" / "whisper"))
+    return settings.stt_model or None
 
 
 def sentence_tokenizer(settings: Settings) -> tokenize.SentenceTokenizer:
@@ -233,6 +250,7 @@ class Engines:
         self._turn_text: TextTurnScorer | None = None
         self._shared_sentences: frozenset[str] | None = None
         self._memory_store: MemoryStore | None = None
+        self._voices: VoiceLibrary | None = None
 
     @classmethod
     def load(cls, settings: Settings) -> Engines:
@@ -283,7 +301,7 @@ class Engines:
             self._stt = WhisperSTT(
                 decoder=transcription_endpoint(s),
                 beam_size=s.stt_beam_size,
-                language=s.stt_language or None,
+                language=process_language(s),
             )
         if self._stt is None and self.inference is not None:
             from agent.models.shared.engines import RemoteDecoder
@@ -294,16 +312,16 @@ class Engines:
             self._stt = WhisperSTT(
                 decoder=RemoteDecoder(self.inference, self._hello.stt),
                 beam_size=s.stt_beam_size,
-                language=s.stt_language or None,
+                language=process_language(s),
             )
         if self._stt is None:
             s = self.settings
             self._stt = WhisperSTT(
-                model=s.stt_model or None,
+                model=stt_model_source(s),
                 device=s.stt_device,
                 compute_type=s.stt_compute_type,  # type: ignore[arg-type]
                 beam_size=s.stt_beam_size,
-                language=s.stt_language or None,
+                language=process_language(s),
                 min_window_s=s.stt_min_window_s or None,
                 download_root=s.cache_path / "models" / "whisper",
             )
@@ -392,10 +410,38 @@ class Engines:
             )
         return self._shared_sentences
 
-    def voice(self, speed: float | None, *, namespace: str | None = None) -> AnyTTS:
-        """The voice at ``speed`` (None: the configured one), behind the clip cache in
-        ``namespace`` (the tenant; None: the shared one), with espeak-ng behind it when the
-        voice fails (one chain per session: the adapter keeps per-instance availability)."""
+    @property
+    def voices(self) -> VoiceLibrary:
+        """The voices sessions may pick (``tts.voice``), and the manager of their models."""
+        if self._voices is None:
+            from agent.models.voice_library import VoiceLibrary
+
+            hello = self._hello.voice if self._hello is not None else None
+            self._voices = VoiceLibrary(
+                self.settings,
+                default_model=Path(hello.path) if hello is not None else None,
+                default_config=Path(hello.config_path)
+                if hello is not None and hello.config_path
+                else None,
+                inference=self.inference,
+            )
+        return self._voices
+
+    def voice(
+        self,
+        speed: float | None,
+        *,
+        namespace: str | None = None,
+        voice_id: str | None = None,
+    ) -> AnyTTS:
+        """The voice ``voice_id`` (None: the worker's) at ``speed`` (None: the configured
+        one), behind the clip cache in ``namespace`` (the tenant; None: the shared one),
+        with espeak-ng behind it when the voice fails (one chain per session: the adapter
+        keeps per-instance availability). Raises ``UnknownVoice``."""
+        if voice_id is not None and (
+            self.settings.tts_base_url or not self.voices.is_default(voice_id)
+        ):
+            return self._other_voice(voice_id, speed, namespace)
         if speed is None and namespace is None:
             primary = self.tts
         else:
@@ -408,6 +454,44 @@ class Engines:
             )
         fallback = self.fallback_voice()
         if fallback is None:
+            return primary
+        chain = VoiceChain(primary, fallback)
+        chain.on("tts_availability_changed", _count_tts_fallback)
+        return chain
+
+    def check_voice(self, voice_id: str) -> None:
+        """Raise ``UnknownVoice`` unless a session may speak with ``voice_id``."""
+        if self.settings.tts_base_url:
+            raise UnknownVoice("voices are the speech server's at TTS_BASE_URL: none to pick")
+        self.voices.catalog.get(voice_id)
+
+    def check_language(self, language: str) -> None:
+        """Raise ``UnsupportedLanguage`` unless the STT model hears ``language``
+        (a code, or ``auto``)."""
+        if self.settings.stt_base_url:
+            return  # the serving engine's model decides; it answers errors itself
+        if self._hello is not None and self._hello.stt is not None:
+            multilingual = self._hello.stt.multilingual
+        else:
+            from plugins.whisper.models import is_multilingual, packaged_tiny_en
+
+            source = stt_model_source(self.settings)
+            multilingual = is_multilingual(Path(source) if source else packaged_tiny_en())
+        check_whisper_language(language, multilingual)
+
+    def _other_voice(self, voice_id: str, speed: float | None, namespace: str | None) -> AnyTTS:
+        if self.settings.tts_base_url:
+            raise UnknownVoice("voices are the speech server's at TTS_BASE_URL: none to pick")
+        engine = self.voices.engine(voice_id, speed, sentence_tokenizer(self.settings))
+        primary = cached(
+            engine,
+            self.clip_store,
+            sentence_tokenizer(self.settings),
+            namespace=namespace,
+            shared_sentences=self.shared_sentences(),
+        )
+        fallback = self.fallback_voice()
+        if fallback is None or isinstance(engine, EspeakTTS):
             return primary
         chain = VoiceChain(primary, fallback)
         chain.on("tts_availability_changed", _count_tts_fallback)

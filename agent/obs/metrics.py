@@ -136,6 +136,30 @@ INFERENCE_QUEUED = Gauge(
     ["engine"],
     multiprocess_mode="livesum",
 )
+MODEL_LOADS = Counter("voice_model_loads", "Models loaded by the model manager", ["kind"])
+MODEL_EVICTIONS = Counter(
+    "voice_model_evictions",
+    "Models unloaded by the model manager (reason: cap or ttl)",
+    ["kind", "reason"],
+)
+MODEL_LOAD_SECONDS = Histogram(
+    "voice_model_load_seconds",
+    "Time to load a model on the model manager's loader thread",
+    ["kind"],
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0),
+)
+MODELS_RESIDENT = Gauge(
+    "voice_models_resident",
+    "Models the model manager holds now (steady growth and evictions: thrashing)",
+    ["kind"],
+    multiprocess_mode="livesum",
+)
+MODELS_RESIDENT_BYTES = Gauge(
+    "voice_models_resident_bytes",
+    "Memory of the models the model manager holds (the load function counts it)",
+    ["kind"],
+    multiprocess_mode="livesum",
+)
 
 _STAGES = {"stt", "llm", "tts", "vad", "turn"}
 

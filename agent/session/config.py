@@ -8,7 +8,8 @@ Shape (every key optional)::
       "greeting": "Hello! How can I help?",   # said when the voice session starts
       "recording": true,              # record the session, if the tenant's policy allows
       "llm":  {"instructions": "..."},
-      "tts":  {"speed": 1.1},
+      "tts":  {"speed": 1.1, "voice": "piper:en_US-joe-medium"},   # GET /v1/voices
+      "stt":  {"language": "de"},     # a language code, or "auto" (detected, then kept)
       "turn": {"threshold": 0.5, "decision_pause": 0.3, "silence_timeout": 2.0,
                "min_speech": 0.25}
     }
@@ -21,6 +22,7 @@ applied when any part is wrong.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -29,6 +31,8 @@ from plugins.smart_turn import HybridTurnOptions
 
 MAX_CONFIG_BYTES = 16 * 1024
 MAX_GREETING_CHARS = 500
+MAX_VOICE_ID_CHARS = 120
+_LANGUAGE = re.compile(r"^[a-z]{2,3}$")  # whisper's language codes
 NOISE_FILTERS = ("off", "auto", "rnnoise", "deepfilternet")
 _TURN_RANGES = {
     "threshold": (0.0, 1.0),
@@ -59,6 +63,8 @@ class SessionConfig:
     noise_filter: str | None = None
     instructions: str | None = None
     tts_speed: float | None = None
+    tts_voice: str | None = None  # a voice id; checked against the catalog where applied
+    stt_language: str | None = None  # a language code or "auto"
     turn: HybridTurnOptions | None = None
     greeting: str | None = None
     recording: bool | None = None  # asked for; the tenant's policy must allow it too
@@ -70,6 +76,8 @@ class SessionConfig:
             noise_filter=update.noise_filter or self.noise_filter,
             instructions=update.instructions or self.instructions,
             tts_speed=update.tts_speed if update.tts_speed is not None else self.tts_speed,
+            tts_voice=update.tts_voice or self.tts_voice,
+            stt_language=update.stt_language or self.stt_language,
             turn=update.turn or self.turn,
             greeting=update.greeting or self.greeting,
             recording=update.recording if update.recording is not None else self.recording,
@@ -79,7 +87,11 @@ class SessionConfig:
 def parse_config(raw: str | bytes | dict[str, Any], base_turn: HybridTurnOptions) -> SessionConfig:
     """Parse a config message; ``base_turn`` fills the turn keys the message leaves out."""
     data = _load(raw)
-    _only(data, {"audio", "noise_filter", "llm", "tts", "turn", "greeting", "recording"}, prefix="")
+    _only(
+        data,
+        {"audio", "noise_filter", "llm", "tts", "stt", "turn", "greeting", "recording"},
+        prefix="",
+    )
     audio = data.get("audio")
     if audio is not None and not isinstance(audio, bool):
         raise ConfigError("invalid_type", "audio must be true or false", "audio")
@@ -96,12 +108,26 @@ def parse_config(raw: str | bytes | dict[str, Any], base_turn: HybridTurnOptions
         _only(llm, {"instructions"}, prefix="llm.")
         if "instructions" in llm:
             instructions = _string(llm["instructions"], "llm.instructions", 8000)
-    speed = None
+    speed = voice = None
     if "tts" in data:
         tts = _object(data["tts"], "tts")
-        _only(tts, {"speed"}, prefix="tts.")
+        _only(tts, {"speed", "voice"}, prefix="tts.")
         if "speed" in tts:
             speed = _number(tts["speed"], "tts.speed", 0.5, 2.0)
+        if "voice" in tts:
+            voice = _string(tts["voice"], "tts.voice", MAX_VOICE_ID_CHARS)
+    language = None
+    if "stt" in data:
+        stt = _object(data["stt"], "stt")
+        _only(stt, {"language"}, prefix="stt.")
+        if "language" in stt:
+            language = _string(stt["language"], "stt.language", 16).lower()
+            if language != "auto" and not _LANGUAGE.match(language):
+                raise ConfigError(
+                    "invalid_value",
+                    'stt.language must be a language code or "auto"',
+                    "stt.language",
+                )
     turn = None
     if "turn" in data:
         t = _object(data["turn"], "turn")
@@ -123,6 +149,8 @@ def parse_config(raw: str | bytes | dict[str, Any], base_turn: HybridTurnOptions
         noise_filter=noise,
         instructions=instructions,
         tts_speed=speed,
+        tts_voice=voice,
+        stt_language=language,
         turn=turn,
         greeting=greeting,
     )

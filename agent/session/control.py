@@ -92,6 +92,7 @@ class ControlChannel:
         try:
             update = parse_config(payload, self._base_turn)
             self._policy.check_config(update, self._manager.room_config)
+            self._manager.check_config(update)
         except ConfigError as e:
             return await self._error(sender, e.code, e.message, e.field)
         async with self._lock(sender):

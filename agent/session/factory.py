@@ -13,7 +13,9 @@ from typing import Any, Protocol
 from livekit.agents import AgentSession
 from livekit.plugins import silero
 
+from agent.log import logger
 from agent.models.engines import BARGE_IN_MIN_SPEECH_S, Engines, VoiceChain, turn_options
+from agent.models.voices import UnknownVoice
 from agent.session.config import SessionConfig
 from agent.session.swappable import SwappableTTS, SwitchableNoiseFilter
 from agent.session.voice_agent import BackchannelRule
@@ -21,6 +23,7 @@ from cache.tts import CachedTTS
 from plugins._common.pause_text import PauseText
 from plugins.noise import create as create_noise_filter
 from plugins.smart_turn import HybridTurnOptions, SmartTurnDetector
+from plugins.whisper.models import UnsupportedLanguage
 
 
 class SessionBuilder(Protocol):
@@ -79,11 +82,9 @@ def voice_session(
     pause_text = PauseText()
     return AgentSession(
         vad=silero.VAD.load(**turn.vad_options()),
-        stt=engines.stt.for_session(pause_text),
+        stt=engines.stt.for_session(pause_text, session_language(engines, config)),
         llm=engines.llm,
-        tts=SwappableTTS(
-            engines.voice(config.tts_speed, namespace=namespace), release=engines.release_voice
-        ),
+        tts=SwappableTTS(session_voice(engines, config, namespace), release=engines.release_voice),
         turn_handling={
             "turn_detection": turn_detector(engines, turn, pause_text),
             "endpointing": turn.endpointing(),
@@ -102,6 +103,29 @@ def voice_session(
         session_close_transcript_timeout=0,
         user_away_timeout=user_away_timeout,
     )
+
+
+def session_language(engines: Engines, config: SessionConfig) -> str | None:
+    """The session's STT language: its config's (``auto`` included), else STT_LANGUAGE."""
+    default = engines.settings.stt_language.strip().lower() or "auto"
+    if config.stt_language:
+        try:
+            engines.check_language(config.stt_language)
+        except UnsupportedLanguage as e:  # from dispatch metadata or the tenant's default
+            logger.warning("language not available, the default is used", extra={"error": str(e)})
+            return default
+        return config.stt_language
+    return default
+
+
+def session_voice(engines: Engines, config: SessionConfig, namespace: str | None) -> Any:
+    """The voice ``config`` names (checked where it came in: a voice removed since falls
+    back to the worker's, said in the log)."""
+    try:
+        return engines.voice(config.tts_speed, namespace=namespace, voice_id=config.tts_voice)
+    except UnknownVoice as e:
+        logger.warning("voice not available, the default speaks", extra={"error": str(e)})
+        return engines.voice(config.tts_speed, namespace=namespace)
 
 
 def text_session(engines: Engines) -> AgentSession[Any]:

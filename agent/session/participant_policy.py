@@ -27,7 +27,7 @@ class ParticipantPolicy:
     memory: whether conversations are remembered across sessions.
     """
 
-    config_keys: frozenset[str] = frozenset({"audio", "noise_filter", "tts", "turn"})
+    config_keys: frozenset[str] = frozenset({"audio", "noise_filter", "tts", "stt", "turn"})
     messages_per_minute: int = 60
     max_sessions: int = 8
     greeting: str | None = None  # the tenant's (GREETING when it sets none)
@@ -61,7 +61,8 @@ class ParticipantPolicy:
             "audio": update.audio is not None,
             "noise_filter": update.noise_filter is not None,
             "instructions": update.instructions is not None,
-            "tts": update.tts_speed is not None,
+            "tts": update.tts_speed is not None or update.tts_voice is not None,
+            "stt": update.stt_language is not None,
             "turn": update.turn is not None,
             "greeting": update.greeting is not None,
             "recording": update.recording is not None,

@@ -32,6 +32,7 @@ from agent.conversation.idle import IDLE_REASON, IdlePolicy, IdleWatch
 from agent.conversation.recall import SessionMemory
 from agent.log import logger
 from agent.models.engines import Engines
+from agent.models.voices import UnknownVoice
 from agent.obs import logs
 from agent.obs.metrics import ACTIVE_SESSIONS, SESSIONS_ENDED, SESSIONS_STARTED, SessionMetrics
 from agent.obs.traces import SessionQueueWaits, TurnTracer
@@ -39,7 +40,7 @@ from agent.recording.egress import RoomEgress
 from agent.recording.recorder import RecordingPolicy, SessionRecording
 from agent.session import factory
 from agent.session.audio_input import NormalizedAudioInput
-from agent.session.config import SessionConfig
+from agent.session.config import ConfigError, SessionConfig
 from agent.session.participant_room import (
     AgentStates,
     ParticipantTranscript,
@@ -54,6 +55,18 @@ from agent.tools.box import RoomTools, SessionTools
 from agent.tools.builtins import END_CALL_REASON
 from plugins._common.executor import set_queue_wait_sink
 from plugins._common.pause_text import PauseText
+from plugins.whisper.models import UnsupportedLanguage
+from plugins.whisper.session import SessionSTT
+
+
+def with_language(instructions: str, language: str | None) -> str:
+    """The persona, told which language to answer in when the session names one (the
+    voice speaks it when it can: docs/voices-and-languages.md)."""
+    if language is None or language == "en":
+        return instructions
+    if language == "auto":
+        return f"{instructions}\nAlways reply in the language the user speaks."
+    return f"{instructions}\nAlways reply in the language with ISO 639-1 code {language!r}."
 
 
 class SessionRefused(Exception):
@@ -285,7 +298,9 @@ class VoiceManager(utils.EventEmitter[str]):
             if audio
             else factory.text_session(self._engines)
         )
-        agent = self._agent_factory(config.instructions or self._instructions, history)
+        agent = self._agent_factory(
+            with_language(config.instructions or self._instructions, config.stt_language), history
+        )
         session_tools = await self._open_tools(identity, agent)
         entry = ParticipantSession(
             identity=identity,
@@ -457,6 +472,20 @@ class VoiceManager(utils.EventEmitter[str]):
             if pub.kind == rtc.TrackKind.KIND_AUDIO:
                 pub.set_subscribed(subscribed)
 
+    def check_config(self, update: SessionConfig) -> None:
+        """Raise ``ConfigError`` for what this worker cannot do: a voice it does not have,
+        a language its STT model does not hear. Nothing is applied before this passes."""
+        if update.tts_voice is not None:
+            try:
+                self._engines.check_voice(update.tts_voice)
+            except UnknownVoice as e:
+                raise ConfigError("unknown_voice", str(e), "tts.voice") from None
+        if update.stt_language is not None:
+            try:
+                self._engines.check_language(update.stt_language)
+            except UnsupportedLanguage as e:
+                raise ConfigError("unsupported_language", str(e), "stt.language") from None
+
     async def configure(self, identity: str, update: SessionConfig) -> SessionConfig:
         """Apply a parsed config message to ``identity``'s session while it runs.
 
@@ -476,10 +505,16 @@ class VoiceManager(utils.EventEmitter[str]):
         session = entry.session
         if update.noise_filter is not None and entry.noise_filter is not None:
             entry.noise_filter.switch(update.noise_filter)
-        if update.instructions is not None:
-            await entry.agent.update_instructions(update.instructions)
-        if update.tts_speed is not None and isinstance(session.tts, SwappableTTS):
-            session.tts.swap(self._engines.voice(update.tts_speed, namespace=self._tenant))
+        if update.instructions is not None or update.stt_language is not None:
+            await entry.agent.update_instructions(
+                with_language(new.instructions or self._instructions, new.stt_language)
+            )
+        if update.stt_language is not None and isinstance(session.stt, SessionSTT):
+            session.stt.set_language(update.stt_language)
+        voice_changed = update.tts_speed is not None or update.tts_voice is not None
+        if voice_changed and isinstance(session.tts, SwappableTTS):
+            # the next sentence speaks with the new voice; one already playing finishes
+            session.tts.swap(factory.session_voice(self._engines, new, self._tenant))
         if update.turn is not None and entry.mode == "audio":
             session.update_options(
                 endpointing_opts=update.turn.endpointing(),

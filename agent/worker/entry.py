@@ -29,6 +29,7 @@ from agent.models.engines import Engines, turn_options
 from agent.obs import logs
 from agent.obs.traces import configure_tracing
 from agent.recording.recorder import recording_policy
+from agent.session.config import SessionConfig
 from agent.session.control import ControlChannel
 from agent.session.participant_policy import ParticipantPolicy
 from agent.session.transport import CHAT_TOPIC, RoomTransport
@@ -43,7 +44,14 @@ from agent.worker.admission import (
     build_limiter,
 )
 from agent.worker.dispatch import DispatchMetadata
-from agent.worker.load import LoadSignals, gpu_memory_fraction, published_queue_delay
+from agent.worker.load import (
+    LoadSignals,
+    gpu_memory_fraction,
+    model_budget_bytes,
+    published_model_bytes,
+    published_queue_delay,
+)
+from auth.limits import TenantPolicy
 
 # the exit status of ``start`` when the worker gave up connecting to LiveKit: EX_TEMPFAIL,
 # "try again later", so a supervisor restarting on failure brings it back
@@ -89,11 +97,23 @@ def worker_load(settings: Settings, server: AgentServer) -> float:
         queue_budget_s=settings.inference_queue_budget_s,
         gpu_memory_fraction=gpu_memory_fraction(),
         gpu_memory_limit=settings.gpu_memory_limit,
+        model_bytes=published_model_bytes(),
+        model_budget_bytes=model_budget_bytes(settings.models_memory_budget_mb),
     )
     load = signals.load()
     if load >= settings.load_threshold:
         logger.debug("worker full", extra={k: round(v, 3) for k, v in signals.parts().items()})
     return load
+
+
+def tenant_defaults(settings: Settings, tenant: str) -> SessionConfig:
+    """The tenant's default voice and language (TENANT_LIMITS), under what the dispatch
+    metadata sets."""
+    limits = TenantPolicy.parse(settings.tenant_limits).entry(tenant)
+    if limits is None:
+        return SessionConfig()
+    language = limits.language.lower() if limits.language else None
+    return SessionConfig(tts_voice=limits.voice, stt_language=language)
 
 
 def _console_enabled() -> bool:
@@ -164,7 +184,9 @@ async def entrypoint(ctx: JobContext) -> None:
         ctx.add_shutdown_callback(manager.aclose)
         await manager.attach(CONSOLE_IDENTITY)
         return
-    room_config = meta.session_config(turn_options(engines.settings))
+    room_config = tenant_defaults(settings, tenant).merged(
+        meta.session_config(turn_options(engines.settings))
+    )
     audio = room_config.audio is not False
     # a text/relay room subscribes to no audio at all
     await ctx.connect(

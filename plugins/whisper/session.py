@@ -7,11 +7,12 @@ shared model."""
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, stt
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
-from livekit.agents.utils import AudioBuffer
+from livekit.agents.utils import AudioBuffer, is_given
 
 from .._common.pause_text import PauseText
 
@@ -21,10 +22,27 @@ if TYPE_CHECKING:
 
 
 class SessionSTT(stt.STT[Any]):
-    def __init__(self, whisper: WhisperSTT, pause_text: PauseText) -> None:
+    def __init__(
+        self, whisper: WhisperSTT, pause_text: PauseText, language: str | None = "en"
+    ) -> None:
         super().__init__(capabilities=whisper.capabilities)
         self._whisper = whisper
         self.pause_text = pause_text
+        # "auto": none yet; the first utterance's language is detected and kept here
+        self._auto = language == "auto"
+        self.language: str | None = None if self._auto else language
+        self._streams: weakref.WeakSet[WhisperRecognizeStream] = weakref.WeakSet()
+
+    def _keep_language(self, language: str) -> None:
+        self.language = language
+
+    def set_language(self, language: str | None) -> None:
+        """A new language for this session (``auto``: detect again), applied to the
+        streams already running from their next utterance."""
+        self._auto = language == "auto"
+        self.language = None if self._auto else language
+        for stream in list(self._streams):
+            stream.set_language(self.language, self._keep_language if self._auto else None)
 
     @property
     def model(self) -> str:
@@ -44,9 +62,16 @@ class SessionSTT(stt.STT[Any]):
         language: NotGivenOr[str] = NOT_GIVEN,
         conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
     ) -> WhisperRecognizeStream:
-        return self._whisper.stream_for(
-            self, pause_text=self.pause_text, language=language, conn_options=conn_options
+        detecting = self._auto and self.language is None
+        stream = self._whisper.stream_for(
+            self,
+            pause_text=self.pause_text,
+            language=language if is_given(language) else self.language,
+            on_language=self._keep_language if detecting else None,
+            conn_options=conn_options,
         )
+        self._streams.add(stream)
+        return stream
 
     async def _recognize_impl(
         self,
@@ -55,6 +80,8 @@ class SessionSTT(stt.STT[Any]):
         language: NotGivenOr[str] = NOT_GIVEN,
         conn_options: APIConnectOptions,
     ) -> stt.SpeechEvent:
+        if not is_given(language) and self.language is not None:
+            language = self.language
         return await self._whisper.recognize(buffer, language=language, conn_options=conn_options)
 
     async def aclose(self) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from livekit.agents.language import LanguageCode
 
 from .._common.audio import Float32Array, frame_to_float, to_mono
 from .._common.pause_text import PauseText
+from .log import logger
 from .stt import SAMPLE_RATE, final_event
 
 if TYPE_CHECKING:
@@ -138,6 +140,7 @@ class WhisperRecognizeStream(stt.RecognizeStream):
         opts: _STTOptions,
         conn_options: APIConnectOptions,
         pause_text: PauseText | None = None,
+        on_language: Callable[[str], None] | None = None,
     ) -> None:
         # the base class resamples every pushed frame to 16 kHz for us; ``stt`` receives the
         # stream's metrics and errors (the session's own STT), ``whisper`` decodes
@@ -145,6 +148,8 @@ class WhisperRecognizeStream(stt.RecognizeStream):
         self._whisper = whisper
         self._opts = opts
         self._pause_text = pause_text
+        self._on_language = on_language if opts.language is None else None
+        self._heard_language: str | None = None
         self.finals_sent = 0
         self.finals_at_pause = 0  # finals sent during a pause, before any flush
         self.finals_reused = 0  # flushes answered by a finished decode, no decode of their own
@@ -160,6 +165,10 @@ class WhisperRecognizeStream(stt.RecognizeStream):
         def send_final(text: str) -> None:
             self.finals_sent += 1
             audio_s = utterance.pushed / SAMPLE_RATE
+            if text and self._on_language is not None and self._heard_language:
+                # "auto": the language the first words were decoded in is kept for every
+                # later utterance of the session (no detection pass any more)
+                self._keep(self._heard_language)
             if text:  # audio that said nothing yet (the onset of a word) stays for the next
                 utterance.clear()
             self._running, self._latest, self._pause_final = None, None, None
@@ -199,7 +208,7 @@ class WhisperRecognizeStream(stt.RecognizeStream):
                 pad = int(PAUSE_PAD_S * SAMPLE_RATE) - utterance.quiet
                 if pad > 0:
                     audio = np.concatenate([audio, np.zeros(pad, dtype=np.float32)])
-            task = asyncio.create_task(self._whisper.transcribe(audio, self._opts.language))
+            task = asyncio.create_task(self._transcribe(audio))
             decode = _Decode(utterance.pushed, task, at_pause, self.finals_sent)
             task.add_done_callback(lambda _: finished(decode))
             self._running = decode
@@ -267,7 +276,32 @@ class WhisperRecognizeStream(stt.RecognizeStream):
             # failed or cancelled: decode again below; a real failure repeats and surfaces
         elif running is not None:
             running.task.cancel()
-        return await self._whisper.transcribe(utterance.audio(), self._opts.language)
+        return await self._transcribe(utterance.audio())
+
+    def set_language(self, language: str | None, on_language: Callable[[str], None] | None) -> None:
+        """Decode in ``language`` from now on (None with ``on_language``: detect it on the
+        next utterance and tell ``on_language``)."""
+        self._opts.language = language
+        self._on_language = on_language if language is None else None
+        self._heard_language = None
+
+    def _keep(self, language: str) -> None:
+        self._opts.language = language
+        if self._on_language is not None:
+            self._on_language(language)
+        self._on_language = None
+        logger.info("language detected", extra={"language": language})
+
+    async def _transcribe(self, audio: np.ndarray) -> str:
+        """A decode in the stream's language; while it is still to be detected, each
+        decode detects it first (whisper's detection over its full window: decoding a
+        short window with no language lets it translate instead of transcribe)."""
+        if self._on_language is None or self._opts.language is not None:
+            return await self._whisper.transcribe(audio, self._opts.language)
+        language = await self._whisper.detect_language(audio)
+        if language:
+            self._heard_language = language
+        return await self._whisper.transcribe(audio, language)
 
     def _emit_interim(self, text: str) -> None:
         if not text:

@@ -18,6 +18,7 @@ elsewhere (the worker's shared inference process) and this process loads no mode
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -229,6 +230,26 @@ class WhisperSTT(stt.STT[Any]):
             return await self._decoder.decode(audio, language, self._opts.beam_size)
         return await self.decode(audio, language, self._opts.beam_size)
 
+    def detect_language_array(self, audio: Float32Array) -> str | None:
+        """Blocking: the language spoken in ``audio`` (one encoder pass), or None when the
+        model hears English only."""
+        model = self._loaded()
+        if not model.model.is_multilingual:
+            return None
+        language, _probability, _all = model.detect_language(audio)
+        return str(language)
+
+    async def detect_language(self, audio: Float32Array) -> str | None:
+        """The language spoken in ``audio``: by this process's model, or by the decoder
+        where it can tell (the inference process); None when nobody can."""
+        if self._decoder is not None:
+            detect = getattr(self._decoder, "detect_language", None)
+            return await detect(audio) if detect is not None else None
+        try:
+            return await in_executor(self._executor, self.detect_language_array, audio)
+        except (RuntimeError, ValueError) as e:
+            raise APIConnectionError(f"language detection failed: {e}", retryable=False) from e
+
     async def decode(self, audio: Float32Array, language: str | None, beam_size: int) -> str:
         """Decode with this process's model, batched with every other caller's."""
         try:
@@ -264,24 +285,36 @@ class WhisperSTT(stt.STT[Any]):
         owner: stt.STT[Any],
         *,
         pause_text: PauseText | None = None,
-        language: NotGivenOr[str] = NOT_GIVEN,
+        language: NotGivenOr[str | None] = NOT_GIVEN,
+        on_language: Callable[[str], None] | None = None,
         conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
     ) -> WhisperRecognizeStream:
-        """A stream decoding on this model whose events go to ``owner`` (a session's STT)."""
+        """A stream decoding on this model whose events go to ``owner`` (a session's STT).
+        With ``on_language`` and no language, the first utterance's language is detected,
+        kept by the stream and told to ``on_language``."""
         from .stream import WhisperRecognizeStream
 
         opts = replace(self._opts)
         if is_given(language):
             opts.language = language
         return WhisperRecognizeStream(
-            stt=owner, whisper=self, opts=opts, conn_options=conn_options, pause_text=pause_text
+            stt=owner,
+            whisper=self,
+            opts=opts,
+            conn_options=conn_options,
+            pause_text=pause_text,
+            on_language=on_language,
         )
 
-    def for_session(self, pause_text: PauseText) -> SessionSTT:
-        """This model as one session's STT: its streams publish pause text to ``pause_text``."""
+    def for_session(
+        self, pause_text: PauseText, language: NotGivenOr[str | None] = NOT_GIVEN
+    ) -> SessionSTT:
+        """This model as one session's STT: its streams publish pause text to ``pause_text``;
+        ``language`` is the session's (``"auto"``: detected on the first utterance, then
+        kept; default: this model's)."""
         from .session import SessionSTT
 
-        return SessionSTT(self, pause_text)
+        return SessionSTT(self, pause_text, language if is_given(language) else self._opts.language)
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -11,7 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from agent.worker.load import QUEUE_HEADROOM, LoadSignals, published_queue_delay
+from agent.worker.load import (
+    QUEUE_HEADROOM,
+    LoadSignals,
+    published_model_bytes,
+    published_queue_delay,
+)
 from plugins._common.executor import QUEUE_DELAYS, in_executor
 
 BUDGET = 0.2
@@ -26,6 +31,8 @@ def test_each_signal_alone_can_make_the_worker_full() -> None:
     assert LoadSignals(**idle, queue_delay_s=0.05).load() < 0.5
     assert LoadSignals(**idle, gpu_memory_fraction=0.95, gpu_memory_limit=0.9).load() == 1.0
     assert LoadSignals(**idle, gpu_memory_fraction=None).parts().keys() == {"jobs", "queue"}
+    assert LoadSignals(**idle, model_bytes=3 << 30, model_budget_bytes=2 << 30).load() == 1.0
+    assert LoadSignals(**idle, model_bytes=1 << 30, model_budget_bytes=4 << 30).load() == 0.25
 
 
 async def test_full_is_reported_before_a_queued_call_waits_past_the_budget() -> None:
@@ -64,8 +71,9 @@ async def test_full_is_reported_before_a_queued_call_waits_past_the_budget() -> 
 def test_the_main_process_reads_the_delay_job_processes_publish(tmp_path: Path) -> None:
     """The load function runs in the worker's main process; job processes publish."""
     script = (
-        "from agent.obs.metrics import INFERENCE_QUEUE_DELAY\n"
+        "from agent.obs.metrics import INFERENCE_QUEUE_DELAY, MODELS_RESIDENT_BYTES\n"
         "INFERENCE_QUEUE_DELAY.labels('whisper').set(0.42)\n"
+        "MODELS_RESIDENT_BYTES.labels('voice').set(63e6)\n"
         "import time; print('ready', flush=True); time.sleep(30)\n"
     )
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
@@ -75,6 +83,7 @@ def test_the_main_process_reads_the_delay_job_processes_publish(tmp_path: Path) 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
         try:
             assert published_queue_delay() == 0.42
+            assert published_model_bytes() == 63_000_000  # the model manager's voices
         finally:
             del os.environ["PROMETHEUS_MULTIPROC_DIR"]
     finally:

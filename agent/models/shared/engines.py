@@ -17,10 +17,13 @@ import numpy as np
 
 from agent.models.shared.client import InferenceClient
 from agent.models.shared.hello import VoiceHello
+from agent.models.voices import Voice
+from plugins.piper.tts import VoiceInfo
 from plugins.whisper.models import ResolvedModel
 
 # a decode or a synthesis far longer than this means the inference process is stuck
 REQUEST_TIMEOUT_S = 30.0
+VOICE_LOAD_TIMEOUT_S = 120.0
 
 
 def _f32(audio: np.ndarray) -> bytes:
@@ -43,20 +46,40 @@ class RemoteDecoder:
         )
         return str(reply["text"])
 
+    async def detect_language(self, audio: np.ndarray) -> str | None:
+        reply, _ = await self._client.call(
+            "language", body=_f32(audio), timeout_s=REQUEST_TIMEOUT_S
+        )
+        language = reply.get("language")
+        return str(language) if language else None
+
 
 class RemoteVoice:
     """``plugins.piper.VoiceSynthesizer`` over the inference process."""
 
-    def __init__(self, client: InferenceClient, voice: VoiceHello) -> None:
+    def __init__(
+        self, client: InferenceClient, voice: VoiceHello, voice_id: str | None = None
+    ) -> None:
         self._client = client
         self.model_path = voice.path
         self.config_path = voice.config_path
         self.info = voice.info
+        self._voice_id = voice_id  # None: the inference process's default voice
+
+    @classmethod
+    def named(cls, client: InferenceClient, voice: Voice, info: VoiceInfo) -> RemoteVoice:
+        """Another voice of the catalog: the inference process's model manager loads it."""
+        assert voice.model_path is not None and voice.config_path is not None
+        hello = VoiceHello(str(voice.model_path), str(voice.config_path), info)
+        return cls(client, hello, voice.id)
 
     async def synthesize(self, text: str, options: dict[str, Any]) -> bytes:
-        _, pcm = await self._client.call(
-            "tts", {"text": text, "options": options}, timeout_s=REQUEST_TIMEOUT_S
-        )
+        header: dict[str, Any] = {"text": text, "options": options}
+        if self._voice_id is not None:
+            header["voice"] = self._voice_id
+        # a voice the inference process is still loading takes longer than one sentence
+        timeout = REQUEST_TIMEOUT_S if self._voice_id is None else VOICE_LOAD_TIMEOUT_S
+        _, pcm = await self._client.call("tts", header, timeout_s=timeout)
         return pcm
 
 

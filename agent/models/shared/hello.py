@@ -35,7 +35,12 @@ class Hello:
             "pid": self.pid,
             "stt": None
             if stt is None
-            else {"source": stt.source, "device": stt.device, "compute_type": stt.compute_type},
+            else {
+                "source": stt.source,
+                "device": stt.device,
+                "compute_type": stt.compute_type,
+                "multilingual": stt.multilingual,
+            },
             "voice": None
             if voice is None
             else {
@@ -60,7 +65,10 @@ class Hello:
                 stt=None
                 if stt is None
                 else ResolvedModel(
-                    str(stt["source"]), _device(stt["device"]), str(stt["compute_type"])
+                    str(stt["source"]),
+                    _device(stt["device"]),
+                    str(stt["compute_type"]),
+                    _optional_bool(stt.get("multilingual")),
                 ),
                 voice=None
                 if voice is None
@@ -89,6 +97,10 @@ def _device(value: Any) -> Any:
 
 def _optional_str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _optional_bool(value: Any) -> bool | None:
+    return None if value is None else bool(value)
 
 
 def _optional_int(value: Any) -> int | None:
