@@ -29,6 +29,7 @@ class FakeLiveKit:
     _ws: web.WebSocketResponse | None = None
     _runner: web.AppRunner | None = None
     _held: list[asyncio.Future[None]] = field(default_factory=list)
+    _rtc_released: bool = False
 
     @property
     def url(self) -> str:
@@ -94,14 +95,17 @@ class FakeLiveKit:
 
     async def _rtc(self, request: web.Request) -> web.StreamResponse:
         await self.rtc_requests.put(request)
-        # never answer: the job stays in its connection attempt, i.e. busy
-        held: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._held.append(held)
-        await held
+        if not self._rtc_released:
+            # never answer: the job stays in its connection attempt, i.e. busy
+            held: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._held.append(held)
+            await held
         return web.Response(status=503)
 
     def release_rtc(self) -> None:
-        """Answer every held room connection with 503: those jobs fail to join and end."""
+        """Answer every held room connection with 503, and every later one at once (the
+        SDK's retries fail fast): those jobs fail to join and end."""
+        self._rtc_released = True
         for fut in self._held:
             if not fut.done():
                 fut.set_result(None)

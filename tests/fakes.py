@@ -248,15 +248,17 @@ class FakeEngines(Engines):
     def __init__(self, settings: Settings | None = None, llm_: FakeLLM | None = None) -> None:
         super().__init__(settings or Settings(), clip_store=None)
         self.fake_llm = llm_ or FakeLLM()
-        self.voices: list[FakeTTS] = []
+        self.fake_voices: list[FakeTTS] = []
 
     @property
     def llm(self) -> llm.LLM[Any]:
         return self.fake_llm
 
-    def voice(self, speed: float | None, *, namespace: str | None = None) -> tts.TTS[Any]:
+    def voice(
+        self, speed: float | None, *, namespace: str | None = None, voice_id: str | None = None
+    ) -> tts.TTS[Any]:
         voice = FakeTTS(speed or 1.0)
-        self.voices.append(voice)
+        self.fake_voices.append(voice)
         # sentence by sentence, as the clip cache streams the real voice
         return tts.StreamAdapter(tts=voice, sentence_tokenizer=tokenize.basic.SentenceTokenizer())
 

@@ -107,7 +107,7 @@ async def spoken_after(engines: FakeEngines, speaker: RecordingAudioOutput, repl
     async with asyncio.timeout(20):
         await speaker.wait_for_segments(replies)
         await speaker.wait_for_playout()
-    return " ".join(" ".join(v.spoken) for v in engines.voices)
+    return " ".join(" ".join(v.spoken) for v in engines.fake_voices)
 
 
 async def test_a_text_turn_calls_the_http_tool_with_validated_arguments(
@@ -318,7 +318,7 @@ async def test_end_call_says_goodbye_then_ends_the_session(
         async with asyncio.timeout(20):
             await attached.closed.wait()
         assert ended == ["end_call"]
-        assert "Goodbye" in " ".join(engines.voices[-1].spoken)
+        assert "Goodbye" in " ".join(engines.fake_voices[-1].spoken)
         assert "alice" not in manager.sessions
     finally:
         await manager.aclose()

@@ -36,7 +36,7 @@ async def test_a_turn_reaches_the_llm_and_its_reply_is_spoken() -> None:
         await alice.say("where is the station")
         await heard(speaker, 1)
         assert engines.fake_llm.requests == ["where is the station"]
-        voice = engines.voices[-1]
+        voice = engines.fake_voices[-1]
         assert " ".join(voice.spoken).split() == "You said: where is the station.".split()
         assert speaker.segments[0].duration > 0
     finally:
@@ -52,7 +52,7 @@ async def test_each_participant_hears_only_the_answer_to_their_own_words() -> No
         await asyncio.gather(alice.say("tea please"), bob.say("coffee for me"))
         await asyncio.gather(heard(alice_speaker, 1), heard(bob_speaker, 1))
         assert sorted(engines.fake_llm.requests) == ["coffee for me", "tea please"]
-        alice_voice, bob_voice = engines.voices
+        alice_voice, bob_voice = engines.fake_voices
         assert "tea" in " ".join(alice_voice.spoken) and "coffee" not in " ".join(
             alice_voice.spoken
         )
@@ -89,8 +89,8 @@ async def test_a_config_message_changes_the_voice_speed_for_the_next_reply() -> 
         await manager.configure("alice", SessionConfig(tts_speed=2.0))
         await alice.say("how fast")
         await heard(speaker, 1)
-        assert isinstance(engines.voices[-1], FakeTTS) and engines.voices[-1].speed == 2.0
-        assert engines.voices[-1].spoken  # the reply was spoken by the new voice
+        assert isinstance(engines.fake_voices[-1], FakeTTS) and engines.fake_voices[-1].speed == 2.0
+        assert engines.fake_voices[-1].spoken  # the reply was spoken by the new voice
     finally:
         await manager.aclose()
 
