@@ -37,7 +37,9 @@ def text_only_engines(cache_dir: Path, llama_instance) -> Engines:
 
     settings = Settings(cache_path=cache_dir)
     return Engines(
-        settings, llm=LlamaLLM(model_instance=llama_instance, max_tokens=30), clip_store=None
+        settings,
+        llm=LlamaLLM(model_instance=llama_instance, max_tokens=30, seed=42),
+        clip_store=None,
     )
 
 

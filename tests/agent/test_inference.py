@@ -314,10 +314,10 @@ s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.settimeout(10)
 s.connect({str(socket_dir / "inference.sock")!r})
 hello = json.dumps({{"id": 1, "op": "hello"}}).encode()
-s.sendall(struct.pack("!II", len(hello), 0) + hello)
-try:
+try:  # the server may close before the request is even sent
+    s.sendall(struct.pack("!II", len(hello), 0) + hello)
     print("answer" if s.recv(100) else "closed")
-except ConnectionResetError:
+except (BrokenPipeError, ConnectionResetError):
     print("closed")
 """
         out = await asyncio.to_thread(run_as_nobody, code)

@@ -26,7 +26,7 @@ def text_engines(cache_dir: Path, llama_instance) -> Engines:
 
     return Engines(
         Settings(cache_path=cache_dir),
-        llm=LlamaLLM(model_instance=llama_instance, max_tokens=20),
+        llm=LlamaLLM(model_instance=llama_instance, max_tokens=20, seed=42),
         clip_store=None,
     )
 

@@ -127,7 +127,7 @@ def voice_engines(
         stt=whisper_stt,
         piper=piper_tts,
         turn_model=smart_turn_model,
-        llm=LlamaLLM(model_instance=llama_instance, max_tokens=20),
+        llm=LlamaLLM(model_instance=llama_instance, max_tokens=20, seed=42),
     )
     yield engines
     engines.voices.close()

@@ -27,7 +27,7 @@ async def _collect(stream) -> list[str]:
 async def test_embedded_llama_streams_a_reply(llama_instance) -> None:
     from plugins.llama import LlamaLLM
 
-    model = LlamaLLM(model_instance=llama_instance, max_tokens=40)
+    model = LlamaLLM(model_instance=llama_instance, max_tokens=40, seed=42)
     parts = await _collect(model.chat(chat_ctx=_ctx("What is the capital of France?")))
     assert len(parts) > 1  # streamed token by token, not one block
     assert "".join(parts).strip()

@@ -27,7 +27,7 @@ async def _run_turn(whisper_stt, piper_tts, llama_instance, smart_turn_model, *,
     session = AgentSession(
         vad=silero.VAD.load(**options.vad_options()),
         stt=whisper_stt,
-        llm=LlamaLLM(model_instance=llama_instance, max_tokens=30),
+        llm=LlamaLLM(model_instance=llama_instance, max_tokens=30, seed=42),
         tts=piper_tts,
         turn_handling={
             "turn_detection": detector,
