@@ -114,6 +114,6 @@ def engines(cache_dir: Path, whisper_stt, piper_tts, smart_turn_model, llama_ins
         stt=whisper_stt,
         piper=piper_tts,
         clip_store=None,
-        llm=LlamaLLM(model_instance=llama_instance, max_tokens=30, seed=42),
+        llm=LlamaLLM(model_instance=llama_instance, max_tokens=30),
         turn_model=smart_turn_model,
     )

@@ -80,7 +80,12 @@ async def test_killed_llm_server_mid_reply_apology_then_recovery(
         assert await manager.reply_to_text("bob", "Are you there?") == APOLOGY
 
         server = await asyncio.to_thread(start_llama_server, model, port)
-        recovered = await manager.reply_to_text("bob", "What is the capital of France?")
+        # the restarted server's first answer may miss the 5 s first-token deadline on a
+        # loaded machine (the apology again); the session must be answering by the third
+        for _ in range(3):
+            recovered = await manager.reply_to_text("bob", "What is the capital of France?")
+            if recovered and APOLOGY not in recovered:
+                break
         assert recovered and APOLOGY not in recovered
     finally:
         await manager.aclose()
