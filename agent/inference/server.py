@@ -249,8 +249,7 @@ class InferenceServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        if not self.settings.tts_base_url:
-            self.engines.voices.close()
+        self.engines.close_voices()
         if self._path is not None:
             with contextlib.suppress(OSError):
                 self._path.unlink()
@@ -382,12 +381,11 @@ class InferenceServer:
             voice = header.get("voice")
             if voice is not None and not isinstance(voice, str):
                 raise BadRequest("voice must be a voice id")
-            voices = self.engines.voices
-            if voices.is_default(voice):
+            if voice is None or self.engines.voices.is_default(voice):
                 piper = self.engines.piper
                 options = tts_options(header.get("options", {}), piper.info.num_speakers)
                 return {}, await piper.synthesize_with(text, options)
-            assert voice is not None
+            voices = self.engines.voices
             try:
                 known = voices.catalog.get(voice)
             except UnknownVoice as e:

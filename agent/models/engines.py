@@ -427,6 +427,11 @@ class Engines:
             )
         return self._voices
 
+    def close_voices(self) -> None:
+        """Unload the model manager's voices (the pinned default stays with the process)."""
+        if self._voices is not None:
+            self._voices.close()
+
     def voice(
         self,
         speed: float | None,

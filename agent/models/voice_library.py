@@ -60,6 +60,13 @@ def voice_manager(settings: Settings, catalog: VoiceCatalog) -> ModelManager[Pip
     )
 
 
+def _config_rate(config_path: Path) -> int:
+    try:
+        return int(read_piper_config(config_path)["audio"]["sample_rate"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 22050  # Piper's medium voices' rate: the default voice reports its own
+
+
 def _cuda_provider() -> bool:
     from plugins.piper.tts import cuda_provider_available
 
@@ -86,7 +93,7 @@ class VoiceLibrary:
         self.settings = settings
         # every voice of a session speaks at the default voice's rate (a session's audio
         # output has one); reading it from the config loads nothing
-        rate = output_rate or int(read_piper_config(default_config)["audio"]["sample_rate"])
+        rate = output_rate or _config_rate(default_config)
         self.output_rate = rate
         self.catalog = VoiceCatalog.discover(
             default_model,

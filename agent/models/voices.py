@@ -153,7 +153,20 @@ class VoiceCatalog:
     ) -> VoiceCatalog:
         """The default Piper voice, the pairs under ``piper_dir``, and espeak-ng voices for
         the languages left uncovered (at ``espeak_rate``, the session's output rate)."""
-        default = check_piper_pair(default_model, default_config)
+        try:
+            default = check_piper_pair(default_model, default_config)
+        except (OSError, ValueError) as e:
+            # the worker's own voice loads (or fails) on its own terms: it is listed anyway
+            logger.warning("default voice not checked: %s", e)
+            default = Voice(
+                PIPER_PREFIX + default_model.name.removesuffix(".onnx"),
+                "piper",
+                "und",
+                default_model.name.removesuffix(".onnx"),
+                sample_rate=espeak_rate,
+                model_path=default_model,
+                config_path=default_config,
+            )
         voices = [default]
         problems: list[str] = []
         if piper_dir.is_dir():
