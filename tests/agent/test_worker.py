@@ -78,6 +78,9 @@ async def test_start_registers_accepts_dispatch_and_refuses_when_full(cache_dir:
     try:
         register = await fake.next_message("register", within=120)
         assert register.register.agent_name == AGENT_NAME
+        # the worker's first status report: its load function has run (the first offer,
+        # answered only after a fresh load reading, once waited past 60 s here)
+        await fake.next_message("update_worker", within=120)
 
         # unusable metadata is refused by the request handler, before any process is used
         bad = await fake.request_job(
