@@ -110,6 +110,15 @@ def wer(reference: str, hypothesis: str) -> float:
     return float(jiwer.wer(ref, hyp))
 
 
+def cer(reference: str, hypothesis: str) -> float:
+    """Character error rate after the same normalization as :func:`wer` (for replies too
+    short for a word rate to mean much)."""
+    ref, hyp = normalize(reference), normalize(hypothesis)
+    if not hyp:
+        return 1.0
+    return float(jiwer.cer(ref, hyp))
+
+
 def trim_silence(samples: Int16, threshold: int = 30) -> Int16:
     """Cut leading and trailing near-silence so the clip's end is the end of speech."""
     voiced = np.nonzero(np.abs(samples) > threshold)[0]
