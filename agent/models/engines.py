@@ -59,10 +59,8 @@ if TYPE_CHECKING:
     from agent.models.voice_library import VoiceLibrary
 
 # livekit-agents' default (0.5 s) makes barge-in wait half a second of speech; 0.3 s still
-# ignores coughs and clicks. The VAD's own minimum (turn.min_speech, 0.25 s) would pause the
-# agent one VAD window after it decides "speech" (barge-in from that trigger 31 / 41 ms at
-# p50 / p95 instead of 69 / 71, docs/benchmarks.md), but with it a room test's reply was
-# paused mid-sentence by a short sound once in two runs: kept at 0.3 s until that is found.
+# ignores coughs and clicks. While the agent speaks this is the VAD's own minimum speech, so
+# the VAD's start of speech is the barge-in trigger (agent/session/barge_in_vad.py).
 BARGE_IN_MIN_SPEECH_S = 0.3
 # characters per second of speech assumed for a speech endpoint's clips (plain English
 # speaks at ~14-16 at rate 1.0; the higher figure errs short, as Piper's estimate does)

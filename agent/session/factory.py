@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from livekit.agents import AgentSession
-from livekit.plugins import silero
 
 from agent.log import logger
 from agent.models.engines import BARGE_IN_MIN_SPEECH_S, Engines, VoiceChain, turn_options
 from agent.models.voices import UnknownVoice
+from agent.session.barge_in_vad import BargeInVAD
 from agent.session.config import SessionConfig
 from agent.session.swappable import SwappableTTS, SwitchableNoiseFilter
 from agent.session.voice_agent import BackchannelRule
@@ -80,8 +80,11 @@ def voice_session(
     turn = config.turn or turn_options(settings)
     # the STT's pause decode reaches this session's turn detector through ``pause_text``
     pause_text = PauseText()
-    return AgentSession(
-        vad=silero.VAD.load(**turn.vad_options()),
+    voice_activity = BargeInVAD.load(
+        **turn.vad_options(), barge_in_min_speech=BARGE_IN_MIN_SPEECH_S
+    )
+    session: AgentSession[Any] = AgentSession(
+        vad=voice_activity,
         stt=engines.stt.for_session(pause_text, session_language(engines, config)),
         llm=engines.llm,
         tts=SwappableTTS(session_voice(engines, config, namespace), release=engines.release_voice),
@@ -103,6 +106,12 @@ def voice_session(
         session_close_transcript_timeout=0,
         user_away_timeout=user_away_timeout,
     )
+    # while the agent speaks, the VAD's start of speech is the barge-in trigger
+    session.on(
+        "agent_state_changed",
+        lambda ev: voice_activity.agent_speaking(ev.new_state == "speaking"),
+    )
+    return session
 
 
 def session_language(engines: Engines, config: SessionConfig) -> str | None:

@@ -150,7 +150,11 @@ class RecordingAudioOutput(AudioOutput):
     """Collects the agent's audio, plays it out in simulated real time (so interruptions
     land mid-sentence as they would in a room) and timestamps every segment. It can pause
     and resume like RoomIO's output, which is what lets the session resume its reply after
-    a false interruption (a backchannel)."""
+    a false interruption (a backchannel).
+
+    ``playout_speed`` above 1 plays the audio out that many times faster than real time (the
+    agent finishes speaking sooner; its audio is kept whole): for tests whose turns need not
+    overlap the agent's speech, which would otherwise spend most of their time listening."""
 
     def __init__(
         self,
@@ -158,13 +162,17 @@ class RecordingAudioOutput(AudioOutput):
         sample_rate: int | None = None,
         clock: Callable[[], float] = time.time,
         keep_audio: bool = True,
+        playout_speed: float = 1.0,
     ) -> None:
         super().__init__(
             label="RecordingAudioOutput",
             capabilities=AudioOutputCapabilities(pause=True),
             sample_rate=sample_rate,
         )
+        if playout_speed <= 0:
+            raise ValueError("playout_speed must be > 0")
         self._clock = clock
+        self._speed = playout_speed
         self._keep_audio = keep_audio  # off for load runs: timings only, memory flat
         self.segments: list[PlayoutSegment] = []
         self._current: PlayoutSegment | None = None
@@ -189,7 +197,7 @@ class RecordingAudioOutput(AudioOutput):
             loud = np.flatnonzero(np.abs(np.frombuffer(frame.data, dtype=np.int16)) > AUDIBLE_LEVEL)
             if loud.size:
                 at = seg.duration + int(loud[0]) // frame.num_channels / frame.sample_rate
-                seg.audible_at = seg.started_at + seg.paused_for + at
+                seg.audible_at = seg.started_at + seg.paused_for + at / self._speed
         self._current.arrivals.append((self._clock(), self._current.duration))
         self._current.duration += frame.duration
 
@@ -213,10 +221,10 @@ class RecordingAudioOutput(AudioOutput):
         paused = seg.paused_for
         if self._paused_since is not None:
             paused += self._clock() - self._paused_since
-        return max(0.0, self._clock() - seg.started_at - paused)
+        return max(0.0, self._clock() - seg.started_at - paused) * self._speed
 
     def _schedule_finish(self, seg: PlayoutSegment) -> None:
-        remaining = max(0.0, seg.duration - self._played(seg))
+        remaining = max(0.0, seg.duration - self._played(seg)) / self._speed
 
         def finished() -> None:
             self._finish = None

@@ -24,7 +24,8 @@ async def say_with_a_pause(engines: Engines, pause_s: float) -> tuple[list[str],
     """Say FIRST, pause, say REST; the user turns the session committed (its history) and
     the number of replies the agent started."""
     manager = VoiceManager(engines, instructions="Answer in one short sentence.")
-    mic, speaker, probe = PacedAudioInput(), RecordingAudioOutput(), TurnProbe()
+    # replies are heard 4x faster: when the turn ends is what is tested
+    mic, speaker, probe = PacedAudioInput(), RecordingAudioOutput(playout_speed=4), TurnProbe()
     try:
         attached = await manager.attach("caller", SessionIO(mic, speaker))
         probe.watch(attached.session)

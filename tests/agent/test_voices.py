@@ -147,7 +147,8 @@ async def test_a_config_message_switches_the_voice_for_the_next_sentence(
         turn_options(voice_engines.settings),
         ParticipantPolicy(config_keys=frozenset(PARTICIPANT_CONFIG_KEYS)),
     )
-    mic, speaker = PacedAudioInput(), RecordingAudioOutput()
+    # heard 4x faster: the audio is compared, not listened to
+    mic, speaker = PacedAudioInput(), RecordingAudioOutput(playout_speed=4)
     line = "The train leaves at nine."
 
     async def say() -> None:

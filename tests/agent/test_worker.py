@@ -124,6 +124,9 @@ async def test_start_registers_accepts_dispatch_and_refuses_when_full(cache_dir:
         assert livekit_lines and all(json.loads(line) for line in livekit_lines)
 
         proc.send_signal(signal.SIGTERM)  # drains for DRAIN_TIMEOUT_S at most
+        # the job's room connection fails now (instead of hanging in the SDK's retries for
+        # 15 s), so the drain ends with the job
+        fake.release_rtc()
         code = await asyncio.wait_for(proc.wait(), timeout=60)
         assert code == 0
     finally:
@@ -203,6 +206,9 @@ async def test_dispatch_needs_a_valid_token_and_respects_concurrent_sessions(
 
         # end one session: LiveKit terminates the job, the job gives its slot back
         await fake.terminate_job("J_1")
+        # rooms answer now: the terminated job's connection attempt ends at once instead of
+        # after the SDK's 15 s of retries
+        fake.release_rtc()
         await fake.next_message(
             "update_job",
             lambda m: (

@@ -96,7 +96,8 @@ async def test_clipping_saturates_instead_of_wrapping() -> None:
 @pytest.mark.slow
 async def test_a_session_hears_every_format_switching_midway(engines) -> None:
     manager = VoiceManager(engines, instructions="Answer in one short sentence.")
-    mic, speaker = PacedAudioInput(), RecordingAudioOutput()
+    # replies are heard 4x faster: the turns are what is tested, not the listening
+    mic, speaker = PacedAudioInput(), RecordingAudioOutput(playout_speed=4)
     heard: list[str] = []
     try:
         attached = await manager.attach("alice", SessionIO(mic, speaker))

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_sessions_in_a_loop_leave_memory_files_threads_and_tasks_bounded(cache_dir: Path) -> None:
     run = subprocess.run(
-        [sys.executable, "benchmarks/soak.py", "--duration", "35", "--cache", str(cache_dir)],
+        [sys.executable, "benchmarks/soak.py", "--duration", "20", "--cache", str(cache_dir)],
         cwd=REPO,
         capture_output=True,
         text=True,

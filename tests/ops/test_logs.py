@@ -44,7 +44,7 @@ async def run_session(engines) -> None:
     log.info("dispatch admitted", extra={"token": token, "note": f"key={SECRET}"})
     log.warning("upstream said: Authorization: Bearer %s", token)
     manager = VoiceManager(engines, instructions="Answer in one short sentence.")
-    mic, speaker = PacedAudioInput(), RecordingAudioOutput()
+    mic, speaker = PacedAudioInput(), RecordingAudioOutput(playout_speed=4)  # heard 4x faster
     await manager.attach("alice", SessionIO(mic, speaker))
     await mic.play_silence(0.3)
     await mic.play(trim_silence(speak(QUESTION, rate=16000)), 16000)
