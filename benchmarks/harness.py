@@ -106,9 +106,13 @@ class Caller:
     vad_speaking_at: list[float] = field(default_factory=list)
 
     @classmethod
-    async def join(cls, manager: VoiceManager, identity: str) -> Caller:
+    async def join(
+        cls, manager: VoiceManager, identity: str, *, playout_speed: float = 1.0
+    ) -> Caller:
+        """``playout_speed`` > 1: the caller hears replies faster than real time (for runs
+        that measure resources, not latencies)."""
         mic, probe = PacedAudioInput(), TurnProbe()
-        speaker = RecordingAudioOutput(keep_audio=False)
+        speaker = RecordingAudioOutput(keep_audio=False, playout_speed=playout_speed)
         attached = await manager.attach(identity, SessionIO(mic, speaker))
         probe.watch(attached.session)
         caller = cls(identity, mic, speaker, probe, attached)

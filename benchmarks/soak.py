@@ -28,7 +28,9 @@ from benchmarks.harness import QUESTIONS, Caller, Resources, espeak_16k, machine
 BOUNDS = {"rss_mb": 40.0, "fds": 4, "threads": 2, "tasks": 2}
 
 
-async def soak(duration: float, at_once: int, cache: Path, warmup_rounds: int) -> dict[str, object]:
+async def soak(
+    duration: float, at_once: int, cache: Path, warmup_rounds: int, playout_speed: float
+) -> dict[str, object]:
     from agent.models.engines import Engines
     from agent.session.voice_manager import VoiceManager
     from agent.settings import Settings
@@ -46,7 +48,10 @@ async def soak(duration: float, at_once: int, cache: Path, warmup_rounds: int) -
     try:
         while rounds < warmup_rounds + 1 or time.monotonic() - started < duration:
             callers = await asyncio.gather(
-                *(Caller.join(manager, f"caller-{sessions + i}") for i in range(at_once))
+                *(
+                    Caller.join(manager, f"caller-{sessions + i}", playout_speed=playout_speed)
+                    for i in range(at_once)
+                )
             )
             results = await asyncio.gather(
                 *(c.turn(speech[(sessions + i) % len(speech)]) for i, c in enumerate(callers))
@@ -96,13 +101,21 @@ def main() -> None:
     parser.add_argument(
         "--warmup-rounds", type=int, default=3, help="rounds before the first snapshot"
     )
+    parser.add_argument(
+        "--playout-speed",
+        type=float,
+        default=1.0,
+        help="callers hear replies this many times faster than real time (more sessions a minute)",
+    )
     args = parser.parse_args()
     if "MALLOC_ARENA_MAX" not in os.environ:
         # as deployed (Dockerfile, systemd unit): two glibc heaps for the engine threads
         os.execve(
             sys.executable, [sys.executable, *sys.argv], {**os.environ, "MALLOC_ARENA_MAX": "2"}
         )
-    report = asyncio.run(soak(args.duration, args.at_once, args.cache, args.warmup_rounds))
+    report = asyncio.run(
+        soak(args.duration, args.at_once, args.cache, args.warmup_rounds, args.playout_speed)
+    )
     print(f"{'':10}{'after warm-up':>15}{'end':>10}{'growth':>10}{'bound':>8}")
     for key, bound in BOUNDS.items():
         w, e = report["warm"][key], report["end"][key]  # type: ignore[index]
