@@ -18,6 +18,44 @@ PRIVATE_NETWORK_PROBLEM = enter_private_network()
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Modules whose verdicts depend on time: audio played in real time into a session or a room
+# (turns end on heard pauses, barge-in, idle prompts), deadlines, relative speeds. They get the
+# ``realtime`` marker; scripts/test runs them on their own with the CPU first, and everything
+# else beside them at the lowest priority (docs/development.md).
+REALTIME_MODULES = frozenset(
+    {
+        "tests/room/test_conversation.py",
+        "tests/room/test_recording_egress.py",
+        "tests/room/test_room_lifecycle.py",
+        "tests/room/test_session_control.py",
+        "tests/room/test_thread_executor.py",
+        "tests/agent/test_barge_in_vad.py",
+        "tests/agent/test_call_initiative.py",
+        "tests/agent/test_control.py",
+        "tests/agent/test_inference.py",
+        "tests/agent/test_llm_outage.py",
+        "tests/agent/test_model_manager.py",
+        "tests/agent/test_recording.py",
+        "tests/agent/test_remote_stages.py",
+        "tests/agent/test_tools.py",
+        "tests/agent/test_turn_taking.py",
+        "tests/agent/test_voice_manager.py",
+        "tests/agent/test_voice_manager_logic.py",
+        "tests/agent/test_voices.py",
+        "tests/auth/test_serve_isolation.py",
+        "tests/faults/test_audio_edges.py",
+        "tests/ops/test_logs.py",
+        "tests/ops/test_metrics.py",
+        "tests/plugins/test_session_all_engines.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.relative_to(REPO).as_posix() in REALTIME_MODULES:
+            item.add_marker(pytest.mark.realtime)
+
 
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:

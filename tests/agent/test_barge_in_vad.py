@@ -34,7 +34,7 @@ async def start_and_trigger(
             stream.push_frame(frame)
             while True:
                 try:
-                    ev = await asyncio.wait_for(events.get(), 0.05)
+                    ev = await asyncio.wait_for(events.get(), 0.02)
                 except TimeoutError:
                     break
                 if ev.type != vad.VADEventType.START_OF_SPEECH:

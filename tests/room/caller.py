@@ -103,6 +103,7 @@ class RoomCaller:
         self.attribute_changes: list[tuple[float, str, dict[str, str]]] = []
         self.speech_started: list[float] = []
         self.speech_ended: list[float] = []
+        self.barge_in_missed = ""  # why the last barge_in() returned None
         self._source: rtc.AudioSource | None = None
         self._mic: rtc.LocalTrackPublication | None = None
         self._queue: deque[np.ndarray] = deque()
@@ -320,15 +321,18 @@ class RoomCaller:
         try:
             await self.wait_for(lambda: track.first_audible(ended), within=120)
         except TimeoutError:
-            return None  # no reply at all
+            self.barge_in_missed = "no reply"
+            return None
         await asyncio.sleep(after_s)
         started, _ = await self.say(interruption)
         if not track.speaking_at(started):
+            self.barge_in_missed = "the reply was over before the interruption"
             return None
         try:
             stopped = await self.wait_for(lambda: track.stopped_after(started), within=60)
         except TimeoutError:
-            return None  # it talked on
+            self.barge_in_missed = "the reply never stopped"
+            return None
         # let the agent answer the interruption before the next turn
         with contextlib.suppress(TimeoutError):
             await self.wait_for(lambda: track.quiet_since(stopped, 1.5), within=60)

@@ -112,11 +112,18 @@ async def test_barge_in_through_the_room_stops_the_reply_the_caller_hears(
         await dispatch(worker, TENANT, room)
         await agent_joined(lk_server, room)
         before = await worker.metric("voice_barge_in_latency_seconds_count")
-        # this question gets a reply of several sentences from the packaged model
-        ms = await alice.barge_in(
-            speak("What do you like to do on weekends?"), speak("Wait, stop please."), after_s=1.0
-        )
-        assert ms is not None, "no reply was playing, or it never stopped"
+        # this question mostly gets a reply of several sentences from the packaged model;
+        # a reply over before the interruption is asked for again (the model's length, not
+        # the barge-in, decided that one)
+        for _ in range(3):
+            ms = await alice.barge_in(
+                speak("What do you like to do on weekends?"),
+                speak("Wait, stop please."),
+                after_s=1.0,
+            )
+            if ms is not None or "over before" not in alice.barge_in_missed:
+                break
+        assert ms is not None, alice.barge_in_missed
         print(
             f"barge-in through the room: the agent's audio stopped {ms:.0f} ms after the "
             "interruption's first voiced sample, as heard by the caller"
