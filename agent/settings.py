@@ -612,6 +612,20 @@ class Settings:
         "audio verdict at a pause; 0 judges on audio alone (docs/architecture.md).",
         group="Turn taking",
     )
+    turn_text_confirm: float = setting(
+        0.9,
+        "TURN_TEXT_CONFIRM",
+        "A transcript verdict at least this sure that the sentence is finished ends the turn "
+        "after TURN_TEXT_CONFIRM_PAUSE_S of silence when Smart Turn hears an unfinished voice "
+        "(instead of waiting for TURN_SILENCE_TIMEOUT_S); 1 turns this off.",
+        group="Turn taking",
+    )
+    turn_text_confirm_pause_s: float = setting(
+        0.8,
+        "TURN_TEXT_CONFIRM_PAUSE_S",
+        "The silence after which such a turn ends (speech resumed before it keeps the turn).",
+        group="Turn taking",
+    )
     turn_text_model: str = setting(
         "",
         "TURN_TEXT_MODEL",
@@ -856,6 +870,14 @@ class Settings:
             raise SettingsError("CACHE_MAX_BYTES must not be negative")
         if not 0 <= self.turn_text_weight <= 1:
             raise SettingsError("TURN_TEXT_WEIGHT must be between 0 and 1")
+        if not 0 <= self.turn_text_confirm <= 1:
+            raise SettingsError("TURN_TEXT_CONFIRM must be between 0 and 1")
+        # the session waits this long for a turn verdict after its pause (prediction_timeout)
+        if not 0 <= self.turn_text_confirm_pause_s < self.turn_decision_pause_s + 1.5:
+            raise SettingsError(
+                "TURN_TEXT_CONFIRM_PAUSE_S must be at least 0 and less than "
+                "TURN_DECISION_PAUSE_S + 1.5"
+            )
         if self.stt_min_window_s and not 1 <= self.stt_min_window_s <= 30:
             raise SettingsError("STT_MIN_WINDOW_S must be 0 (automatic) or between 1 and 30")
         if self.user_idle_s < 0 or self.user_idle_prompts < 0:

@@ -85,6 +85,7 @@ VOICES = [
 DECISION_PAUSES = [0.2, 0.3, 0.5]
 SILENCE_TIMEOUT_S = 2.0
 THRESHOLD = 0.5
+TEXT_CONFIRM, TEXT_CONFIRM_PAUSE_S = 0.9, 0.8
 
 
 def trim(pcm: np.ndarray) -> np.ndarray:
@@ -191,26 +192,42 @@ async def score(items: list[Item], cache: Path) -> list[dict[str, object]]:
     return rows
 
 
-def decide(row: dict, pause: float, threshold: float, weight: float) -> tuple[bool, float]:
-    """(does the turn end at this pause, how long after speech end)."""
+# (text verdict that confirms, silence after which it ends the turn): the combined
+# detector's third outcome, where the words say "finished" and the voice does not
+Confirm = tuple[float, float] | None
+
+
+def decide(
+    row: dict, pause: float, threshold: float, weight: float, confirm: Confirm = None
+) -> tuple[float | None, float]:
+    """(the silence at which the turn ends, None for the silence timeout; and when after
+    speech end that is decided, compute included)."""
     p_audio = row["p_audio"][pause]
     audio_ready = pause + row["audio_s"][pause]
     if weight == 0:
-        p, ready = p_audio, audio_ready
-    else:
-        p = combine(p_audio, row["p_text"], weight)
-        ready = max(audio_ready, row["text_ready_s"])
-    return p >= threshold, ready
+        return (pause if p_audio >= threshold else None), audio_ready
+    p = combine(p_audio, row["p_text"], weight)
+    ready = max(audio_ready, row["text_ready_s"])
+    if p >= threshold:
+        return pause, ready
+    if confirm is not None and row["p_text"] >= confirm[0]:
+        return confirm[1], max(ready, confirm[1])
+    return None, ready
 
 
-def evaluate(rows: list[dict], pause: float, threshold: float, weight: float) -> dict:
+def evaluate(
+    rows: list[dict], pause: float, threshold: float, weight: float, confirm: Confirm = None
+) -> dict:
     paused = [r for r in rows if r["kind"] == "paused"]
     complete = [r for r in rows if r["kind"] == "complete"]
-    cut = sum(decide(r, pause, threshold, weight)[0] for r in paused if r["pause_s"] > pause)
+    cut = 0
+    for r in paused:
+        ends_at, _ = decide(r, pause, threshold, weight, confirm)
+        cut += ends_at is not None and r["pause_s"] > ends_at
     delays = []
     for r in complete:
-        done, ready = decide(r, pause, threshold, weight)
-        delays.append(ready if done else SILENCE_TIMEOUT_S)
+        ends_at, ready = decide(r, pause, threshold, weight, confirm)
+        delays.append(ready if ends_at is not None else SILENCE_TIMEOUT_S)
     return {
         "cutoffs": cut,
         "paused": len(paused),
@@ -221,10 +238,10 @@ def evaluate(rows: list[dict], pause: float, threshold: float, weight: float) ->
     }
 
 
-def leaderboard(rows: list[dict], weight: float) -> dict:
+def leaderboard(rows: list[dict], weight: float, confirm: Confirm = None) -> dict:
     """eot-bench's view: best cut-off rate within a latency budget, and the reverse."""
     points = [
-        evaluate(rows, pause, t / 100, weight)
+        evaluate(rows, pause, t / 100, weight, confirm)
         for pause in DECISION_PAUSES
         for t in range(5, 100, 5)
     ]
@@ -242,6 +259,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cache", type=Path, default=Path(".cache"))
     ap.add_argument("--weight", type=float, default=0.5, help="text weight of the new detector")
+    ap.add_argument(
+        "--confirm",
+        type=float,
+        default=TEXT_CONFIRM,
+        help="text verdict that ends the turn after --confirm-pause whatever the voice says",
+    )
+    ap.add_argument("--confirm-pause", type=float, default=TEXT_CONFIRM_PAUSE_S)
     args = ap.parse_args()
     import logging
 
@@ -251,9 +275,11 @@ def main() -> None:
     piper = PiperTTS(use_cuda=False).piper_voice  # the packaged voice, for the corpus only
     items = corpus(piper)
     rows = asyncio.run(score(items, args.cache))
-    detectors = {
-        "audio (Smart Turn alone)": 0.0,
-        f"audio + text (weight {args.weight})": args.weight,
+    confirm = (args.confirm, args.confirm_pause)
+    detectors: dict[str, tuple[float, Confirm]] = {
+        "audio (Smart Turn alone)": (0.0, None),
+        f"audio + text (weight {args.weight})": (args.weight, None),
+        f"+ text confirms ({args.confirm}, {args.confirm_pause} s)": (args.weight, confirm),
     }
     print(
         f"{len(items)} utterances: {sum(i.kind == 'paused' for i in items)} paused, "
@@ -261,22 +287,23 @@ def main() -> None:
         f"decision pause 0.3 s, silence timeout {SILENCE_TIMEOUT_S} s"
     )
     print(
-        f"{'detector':34}{'cut-offs':>10}{'EOU p50':>9}{'EOU p95':>9}"
+        f"{'detector':44}{'cut-offs':>10}{'EOU p50':>9}{'EOU p95':>9}"
         f"{'cut@300ms':>11}{'cut@600ms':>11}{'ms@5%':>7}{'ms@10%':>8}"
     )
     results = {}
-    for name, weight in detectors.items():
-        main_point = evaluate(rows, 0.3, THRESHOLD, weight)
-        board = leaderboard(rows, weight)
+    for name, (weight, confirms) in detectors.items():
+        main_point = evaluate(rows, 0.3, THRESHOLD, weight, confirms)
+        board = leaderboard(rows, weight, confirms)
         results[name] = {**main_point, **board}
         print(
-            f"{name:34}{main_point['cutoffs']:>5}/{main_point['paused']:<4}"
+            f"{name:44}{main_point['cutoffs']:>5}/{main_point['paused']:<4}"
             f"{main_point['delay_p50_ms']:>9}{main_point['delay_p95_ms']:>9}"
             f"{board['cutoff_rate_at_300ms']!s:>11}{board['cutoff_rate_at_600ms']!s:>11}"
             f"{board['mean_ms_at_5pct_cutoff']!s:>7}{board['mean_ms_at_10pct_cutoff']!s:>8}"
         )
     for r in rows:
-        if r["kind"] == "paused" and decide(r, 0.3, THRESHOLD, args.weight)[0]:
+        ends_at = decide(r, 0.3, THRESHOLD, args.weight, confirm)[0]
+        if r["kind"] == "paused" and ends_at is not None and r["pause_s"] > ends_at:
             print(f"  cut off: {r['said']!r} heard {r['heard']!r} ({r['voice']})")
     print(
         json.dumps(

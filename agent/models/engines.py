@@ -81,6 +81,8 @@ def turn_options(settings: Settings) -> HybridTurnOptions:
         silence_timeout=settings.turn_silence_timeout_s,
         min_speech=settings.turn_min_speech_s,
         text_weight=settings.turn_text_weight,
+        text_confirm=settings.turn_text_confirm,
+        text_confirm_pause=settings.turn_text_confirm_pause_s,
     )
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import soxr
 from livekit import rtc
 from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, EndpointingOptions
+from livekit.agents.inference.eot.base import MIN_SILENCE_DURATION_MS
 from livekit.agents.language import LanguageCode
 from livekit.agents.voice.turn import TurnDetectionEvent
 
@@ -37,6 +38,10 @@ from .features import SAMPLE_RATE, WINDOW_SAMPLES
 from .log import logger
 from .model import SmartTurnModel
 from .text import TextVerdict
+
+# livekit-agents asks a streaming detector for its verdict once the VAD has heard this much
+# silence (its MIN_SILENCE_DURATION_MS), before its own end of speech
+ASKED_AT_SILENCE_S = MIN_SILENCE_DURATION_MS / 1000
 
 
 class VADOptions(TypedDict):
@@ -62,6 +67,11 @@ class HybridTurnOptions:
         text_wait: longest wait for the pause's transcript before judging on audio alone
             (the whole verdict must come within ``prediction_timeout``, or the session
             decides without one).
+        text_confirm: a text verdict at least this sure that the sentence is finished ends
+            the turn after ``text_confirm_pause`` of silence even when the voice sounds
+            unfinished, instead of waiting for ``silence_timeout`` (1: never).
+        text_confirm_pause: that silence, in seconds (speech resumed before it keeps the
+            turn open, as at any other pause).
     """
 
     threshold: float = 0.5
@@ -72,12 +82,16 @@ class HybridTurnOptions:
     prediction_timeout: float = 1.5
     text_weight: float = 0.5
     text_wait: float = 0.8
+    text_confirm: float = 0.9
+    text_confirm_pause: float = 0.8
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError("threshold must be within [0, 1]")
         if not 0.0 <= self.text_weight <= 1.0:
             raise ValueError("text_weight must be within [0, 1]")
+        if not 0.0 <= self.text_confirm <= 1.0:
+            raise ValueError("text_confirm must be within [0, 1]")
         for name in (
             "decision_pause",
             "min_delay",
@@ -85,6 +99,7 @@ class HybridTurnOptions:
             "min_speech",
             "prediction_timeout",
             "text_wait",
+            "text_confirm_pause",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
@@ -92,6 +107,21 @@ class HybridTurnOptions:
             raise ValueError("silence_timeout must be >= min_delay")
         if self.text_wait >= self.prediction_timeout:
             raise ValueError("text_wait must be shorter than prediction_timeout")
+        if self.text_confirm < 1 and (
+            self.text_confirm_pause - self.decision_pause >= self.prediction_timeout
+        ):
+            raise ValueError("text_confirm_pause must come within prediction_timeout of the pause")
+
+    def text_confirms(self, verdict: TurnVerdict) -> bool:
+        """Whether the words alone end this turn (after ``text_confirm_pause``)."""
+        return (
+            self.text_confirm < 1
+            # a silence timeout this short ends the turn first anyway
+            and self.text_confirm_pause < self.silence_timeout
+            and verdict.text is not None
+            and verdict.p_complete < self.threshold
+            and verdict.text.p_complete >= self.text_confirm
+        )
 
     def vad_options(self) -> VADOptions:
         """Keyword arguments for ``silero.VAD.load`` that implement the pause and minimum."""
@@ -284,6 +314,15 @@ class SmartTurnStream:
             try:
                 verdict = await self._detector.judge(audio)
                 p = verdict.p_complete
+                options = self._detector.options
+                if options.text_confirms(verdict):
+                    # the words say finished, the voice does not: end the turn after the
+                    # longer pause rather than the silence timeout; speech resumed before
+                    # then cancels this prediction and the session's end of turn with it
+                    silence_at_request = ASKED_AT_SILENCE_S
+                    wait = options.text_confirm_pause - silence_at_request
+                    await asyncio.sleep(max(0.0, requested + wait - time.time()))
+                    p = options.threshold
                 logger.debug(
                     "turn verdict",
                     extra={
