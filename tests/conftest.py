@@ -47,6 +47,7 @@ REALTIME_MODULES = frozenset(
         "tests/ops/test_logs.py",
         "tests/ops/test_metrics.py",
         "tests/plugins/test_session_all_engines.py",
+        "tests/plugins/test_text_confirm.py",
     }
 )
 
