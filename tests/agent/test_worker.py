@@ -135,6 +135,7 @@ async def test_start_registers_accepts_dispatch_and_refuses_when_full(cache_dir:
         await fake.aclose()
 
 
+@pytest.mark.slow  # starts server processes
 async def test_start_exits_75_when_it_gives_up_connecting(cache_dir: Path) -> None:
     # a port nothing listens on: every connection attempt is refused at once
     fake = FakeLiveKit()

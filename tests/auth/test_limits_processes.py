@@ -87,6 +87,7 @@ async def hammer(ports: list[int], tenant: str, total: int) -> list[int]:
         return list(await asyncio.gather(*(one(i) for i in range(total))))
 
 
+@pytest.mark.slow  # starts server processes
 @pytest.mark.parametrize("backend", ["embedded", "redis"])
 async def test_exactly_n_per_window_across_two_servers(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest

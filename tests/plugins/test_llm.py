@@ -46,6 +46,7 @@ def llama_server(cache_dir):
     proc.wait(timeout=10)
 
 
+@pytest.mark.slow  # starts server processes
 async def test_openai_compatible_server_streams_a_reply(llama_server) -> None:
     from plugins.llama import openai_compatible
 
