@@ -70,7 +70,6 @@ MIN_TURNS = 30
 
 
 def build_engines(pipeline: str, cache: Path, address: str = "") -> Any:
-
     from agent.models.engines import Engines
     from agent.settings import Settings
     from plugins.whisper import WhisperSTT

@@ -34,8 +34,6 @@ class BargeInVAD(vad.VAD):
         self._min_speech = min_speech
         self._barge_in_min_speech = barge_in_min_speech
         self._agent_speaking = False
-        # the session listens for VAD metrics on this object: this stream's own monitor
-        # reports them from the events it passes on
 
     @classmethod
     def load(
@@ -85,7 +83,10 @@ class BargeInVAD(vad.VAD):
 
 
 class BargeInStream(vad.VADStream):
-    """The inner stream's events, each start of speech followed by its ``INFERENCE_DONE``."""
+    """The inner stream's events, each start of speech followed by its ``INFERENCE_DONE``.
+
+    The session listens for VAD metrics on the ``BargeInVAD``: this stream's own monitor
+    (livekit's ``VADStream``) reports them from the events it passes on."""
 
     def __init__(self, owner: BargeInVAD, inner: vad.VADStream) -> None:
         self._inner = inner

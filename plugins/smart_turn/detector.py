@@ -319,9 +319,8 @@ class SmartTurnStream:
                     # the words say finished, the voice does not: end the turn after the
                     # longer pause rather than the silence timeout; speech resumed before
                     # then cancels this prediction and the session's end of turn with it
-                    silence_at_request = ASKED_AT_SILENCE_S
-                    wait = options.text_confirm_pause - silence_at_request
-                    await asyncio.sleep(max(0.0, requested + wait - time.time()))
+                    ends_at = requested + options.text_confirm_pause - ASKED_AT_SILENCE_S
+                    await asyncio.sleep(max(0.0, ends_at - time.time()))
                     p = options.threshold
                 logger.debug(
                     "turn verdict",
