@@ -626,6 +626,21 @@ class Settings:
         "The silence after which such a turn ends (speech resumed before it keeps the turn).",
         group="Turn taking",
     )
+    turn_text_confirm_min_audio: float = setting(
+        0.05,
+        "TURN_TEXT_CONFIRM_MIN_AUDIO",
+        "...unless Smart Turn is this sure the voice goes on (its verdict below this): a "
+        "misheard fragment can read finished while the voice plainly continues.",
+        group="Turn taking",
+    )
+    turn_early_pause_s: float = setting(
+        0.2,
+        "TURN_EARLY_PAUSE_S",
+        "Quiet after speech at which the end-of-turn detector starts its verdict on its own, "
+        "before the session asks (which its VAD does ~0.15 s later); a verdict of done is "
+        "kept, a not-done is judged again when asked. 0: only when asked.",
+        group="Turn taking",
+    )
     turn_text_model: str = setting(
         "",
         "TURN_TEXT_MODEL",
@@ -870,6 +885,10 @@ class Settings:
             raise SettingsError("CACHE_MAX_BYTES must not be negative")
         if not 0 <= self.turn_text_weight <= 1:
             raise SettingsError("TURN_TEXT_WEIGHT must be between 0 and 1")
+        if not 0 <= self.turn_text_confirm_min_audio <= 1:
+            raise SettingsError("TURN_TEXT_CONFIRM_MIN_AUDIO must be within [0, 1]")
+        if not 0 <= self.turn_early_pause_s <= 2:
+            raise SettingsError("TURN_EARLY_PAUSE_S must be within [0, 2]")
         if not 0 <= self.turn_text_confirm <= 1:
             raise SettingsError("TURN_TEXT_CONFIRM must be between 0 and 1")
         # the session waits this long for a turn verdict after its pause (prediction_timeout)

@@ -85,7 +85,8 @@ VOICES = [
 DECISION_PAUSES = [0.2, 0.3, 0.5]
 SILENCE_TIMEOUT_S = 2.0
 THRESHOLD = 0.5
-TEXT_CONFIRM, TEXT_CONFIRM_PAUSE_S = 0.9, 0.8
+TEXT_CONFIRM, TEXT_CONFIRM_PAUSE_S, TEXT_CONFIRM_MIN_AUDIO = 0.9, 0.8, 0.05
+EARLY_PAUSE_S = 0.2
 
 
 def trim(pcm: np.ndarray) -> np.ndarray:
@@ -192,16 +193,31 @@ async def score(items: list[Item], cache: Path) -> list[dict[str, object]]:
     return rows
 
 
-# (text verdict that confirms, silence after which it ends the turn): the combined
-# detector's third outcome, where the words say "finished" and the voice does not
-Confirm = tuple[float, float] | None
+# (text verdict that confirms, silence after which it ends the turn, the least voice
+# verdict that allows it): the combined detector's third outcome, where the words say
+# "finished" and the voice is unsure
+Confirm = tuple[float, float, float] | None
 
 
 def decide(
-    row: dict, pause: float, threshold: float, weight: float, confirm: Confirm = None
+    row: dict,
+    pause: float,
+    threshold: float,
+    weight: float,
+    confirm: Confirm = None,
+    early: float | None = None,
 ) -> tuple[float | None, float]:
     """(the silence at which the turn ends, None for the silence timeout; and when after
-    speech end that is decided, compute included)."""
+    speech end that is decided, compute included).
+
+    ``early``: the detector's own verdict at that much quiet, kept when it says "done"
+    (the turn still ends no sooner than the session's decision pause); else the voice is
+    judged again at ``pause``, as the session asks."""
+    if early is not None and weight > 0 and early in row["p_audio"]:
+        p_early = combine(row["p_audio"][early], row["p_text"], weight)
+        if p_early >= threshold:
+            ready = max(early + row["audio_s"][early], row["text_ready_s"], pause)
+            return pause, ready
     p_audio = row["p_audio"][pause]
     audio_ready = pause + row["audio_s"][pause]
     if weight == 0:
@@ -210,23 +226,28 @@ def decide(
     ready = max(audio_ready, row["text_ready_s"])
     if p >= threshold:
         return pause, ready
-    if confirm is not None and row["p_text"] >= confirm[0]:
+    if confirm is not None and row["p_text"] >= confirm[0] and p_audio >= confirm[2]:
         return confirm[1], max(ready, confirm[1])
     return None, ready
 
 
 def evaluate(
-    rows: list[dict], pause: float, threshold: float, weight: float, confirm: Confirm = None
+    rows: list[dict],
+    pause: float,
+    threshold: float,
+    weight: float,
+    confirm: Confirm = None,
+    early: float | None = None,
 ) -> dict:
     paused = [r for r in rows if r["kind"] == "paused"]
     complete = [r for r in rows if r["kind"] == "complete"]
     cut = 0
     for r in paused:
-        ends_at, _ = decide(r, pause, threshold, weight, confirm)
+        ends_at, _ = decide(r, pause, threshold, weight, confirm, early)
         cut += ends_at is not None and r["pause_s"] > ends_at
     delays = []
     for r in complete:
-        ends_at, ready = decide(r, pause, threshold, weight, confirm)
+        ends_at, ready = decide(r, pause, threshold, weight, confirm, early)
         delays.append(ready if ends_at is not None else SILENCE_TIMEOUT_S)
     return {
         "cutoffs": cut,
@@ -238,11 +259,14 @@ def evaluate(
     }
 
 
-def leaderboard(rows: list[dict], weight: float, confirm: Confirm = None) -> dict:
+def leaderboard(
+    rows: list[dict], weight: float, confirm: Confirm = None, early: float | None = None
+) -> dict:
     """eot-bench's view: best cut-off rate within a latency budget, and the reverse."""
     points = [
-        evaluate(rows, pause, t / 100, weight, confirm)
+        evaluate(rows, pause, t / 100, weight, confirm, early)
         for pause in DECISION_PAUSES
+        if early is None or pause >= early
         for t in range(5, 100, 5)
     ]
     out: dict[str, float | None] = {}
@@ -266,6 +290,13 @@ def main() -> None:
         help="text verdict that ends the turn after --confirm-pause whatever the voice says",
     )
     ap.add_argument("--confirm-pause", type=float, default=TEXT_CONFIRM_PAUSE_S)
+    ap.add_argument(
+        "--confirm-min-audio",
+        type=float,
+        default=TEXT_CONFIRM_MIN_AUDIO,
+        help="the voice verdict below which the words may not end the turn",
+    )
+    ap.add_argument("--early", type=float, default=EARLY_PAUSE_S, help="early verdict's quiet")
     args = ap.parse_args()
     import logging
 
@@ -275,11 +306,14 @@ def main() -> None:
     piper = PiperTTS(use_cuda=False).piper_voice  # the packaged voice, for the corpus only
     items = corpus(piper)
     rows = asyncio.run(score(items, args.cache))
-    confirm = (args.confirm, args.confirm_pause)
-    detectors: dict[str, tuple[float, Confirm]] = {
-        "audio (Smart Turn alone)": (0.0, None),
-        f"audio + text (weight {args.weight})": (args.weight, None),
-        f"+ text confirms ({args.confirm}, {args.confirm_pause} s)": (args.weight, confirm),
+    confirm = (args.confirm, args.confirm_pause, args.confirm_min_audio)
+    unguarded = (args.confirm, args.confirm_pause, 0.0)
+    detectors: dict[str, tuple[float, Confirm, float | None]] = {
+        "audio (Smart Turn alone)": (0.0, None, None),
+        f"audio + text (weight {args.weight})": (args.weight, None, None),
+        f"+ text confirms ({args.confirm}, {args.confirm_pause} s)": (args.weight, unguarded, None),
+        f"  ... unless the voice < {args.confirm_min_audio}": (args.weight, confirm, None),
+        f"  ... + early verdict at {args.early} s (default)": (args.weight, confirm, args.early),
     }
     print(
         f"{len(items)} utterances: {sum(i.kind == 'paused' for i in items)} paused, "
@@ -291,9 +325,9 @@ def main() -> None:
         f"{'cut@300ms':>11}{'cut@600ms':>11}{'ms@5%':>7}{'ms@10%':>8}"
     )
     results = {}
-    for name, (weight, confirms) in detectors.items():
-        main_point = evaluate(rows, 0.3, THRESHOLD, weight, confirms)
-        board = leaderboard(rows, weight, confirms)
+    for name, (weight, confirms, early) in detectors.items():
+        main_point = evaluate(rows, 0.3, THRESHOLD, weight, confirms, early)
+        board = leaderboard(rows, weight, confirms, early)
         results[name] = {**main_point, **board}
         print(
             f"{name:44}{main_point['cutoffs']:>5}/{main_point['paused']:<4}"
@@ -302,7 +336,7 @@ def main() -> None:
             f"{board['mean_ms_at_5pct_cutoff']!s:>7}{board['mean_ms_at_10pct_cutoff']!s:>8}"
         )
     for r in rows:
-        ends_at = decide(r, 0.3, THRESHOLD, args.weight, confirm)[0]
+        ends_at = decide(r, 0.3, THRESHOLD, args.weight, confirm, args.early)[0]
         if r["kind"] == "paused" and ends_at is not None and r["pause_s"] > ends_at:
             print(f"  cut off: {r['said']!r} heard {r['heard']!r} ({r['voice']})")
     print(

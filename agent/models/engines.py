@@ -83,6 +83,8 @@ def turn_options(settings: Settings) -> HybridTurnOptions:
         text_weight=settings.turn_text_weight,
         text_confirm=settings.turn_text_confirm,
         text_confirm_pause=settings.turn_text_confirm_pause_s,
+        text_confirm_min_audio=settings.turn_text_confirm_min_audio,
+        early_pause=settings.turn_early_pause_s,
     )
 
 

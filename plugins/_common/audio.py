@@ -65,3 +65,31 @@ def float_to_pcm16(samples: Float32Array) -> bytes:
     """Clip to [-1, 1] and encode as little-endian int16 bytes."""
     clipped = np.clip(samples, -1.0, 1.0)
     return (clipped * 32767.0).astype("<i2").tobytes()
+
+
+# speech starts where the signal first rises above this (well under the -40 dBFS a listener
+# notices, so no onset is lost)
+ONSET_LEVEL_DBFS = -50.0
+# kept before that onset, faded in, so the cut is never a click
+ONSET_LEAD_S = 0.005
+
+
+def trim_leading_silence(pcm: bytes, rate: int) -> bytes:
+    """16-bit mono PCM without the near-silence a voice puts before its first sound.
+
+    A synthesizer starts each clip with 30-60 ms of quiet (Piper's joe voice: 0-62 ms on
+    short sentences); at the start of a reply that is time the caller waits for nothing.
+    ``ONSET_LEAD_S`` of it stays, faded in from zero. Silence throughout is returned whole
+    (a pause is meant to be heard)."""
+    samples = np.frombuffer(pcm, dtype=np.int16)
+    level = 10 ** (ONSET_LEVEL_DBFS / 20.0) * 32768
+    loud = np.flatnonzero(np.abs(samples) > level)
+    if loud.size == 0:
+        return pcm
+    start = max(0, int(loud[0]) - int(ONSET_LEAD_S * rate))
+    if start == 0:
+        return pcm
+    out = samples[start:].copy()
+    ramp = min(int(ONSET_LEAD_S * rate), out.size)
+    out[:ramp] = (out[:ramp].astype(np.float32) * np.linspace(0.0, 1.0, ramp)).astype(np.int16)
+    return out.tobytes()

@@ -146,6 +146,8 @@ class LlamaLLM(llm.LLM[Any]):
         )
         # llama.cpp contexts are not thread-safe: one generation at a time per model
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+        self._in_flight = 0  # generations and warm-ups submitted to that thread, not done
+        self.warmups = 0  # warm-ups run (tests and benchmarks read it)
         self._generator = generator
         self._model_name = model_name
         self._context_tokens = context_tokens
@@ -248,6 +250,31 @@ class LlamaLLM(llm.LLM[Any]):
             if content := delta.get("content"):
                 yield str(content)
 
+    def prefill(self, messages: list[dict[str, str]]) -> None:
+        """Blocking: evaluate the prompt of ``messages`` into the model's cache.
+
+        llama.cpp reuses the longest cached prefix of a new prompt, so a request whose
+        prompt starts the same way (the history, the words said so far) computes only the
+        rest. The one token this samples is discarded."""
+        self._llama.create_chat_completion(messages=messages, max_tokens=1, temperature=0.0)
+
+    async def warm(self, messages: list[dict[str, str]]) -> bool:
+        """``prefill`` while the model is idle; False (nothing done) when it is busy or in
+        another process. Never queues ahead of a reply: a generation asked for meanwhile
+        waits at most for this one prompt."""
+        if self._llama is None or self._in_flight:
+            return False
+        self._in_flight += 1
+        try:
+            await in_executor(self._executor, self.prefill, messages)
+        except Exception as e:  # a cache hint: a failure here is the reply's to report
+            logger.debug("llama warm-up failed", extra={"error": str(e)})
+            return False
+        finally:
+            self._in_flight -= 1
+        self.warmups += 1
+        return True
+
     async def pieces(
         self, messages: list[dict[str, str]], opts: _LLMOptions
     ) -> AsyncGenerator[str, None]:
@@ -272,6 +299,7 @@ class LlamaLLM(llm.LLM[Any]):
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
+        self._in_flight += 1
         fut = in_executor(self._executor, generate)
         try:
             while (item := await queue.get()) is not _DONE:
@@ -288,7 +316,10 @@ class LlamaLLM(llm.LLM[Any]):
                 yield str(item)
         finally:
             stop.set()
-            await asyncio.shield(fut)
+            try:
+                await asyncio.shield(fut)
+            finally:
+                self._in_flight -= 1
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

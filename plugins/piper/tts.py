@@ -32,7 +32,7 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import is_given
 from piper import PiperVoice, SynthesisConfig
 
-from .._common.audio import resample
+from .._common.audio import ONSET_LEAD_S, resample, trim_leading_silence
 from .._common.errors import ModelLoadError
 from .._common.executor import in_executor
 from .._common.sentences import SentenceSynthesizeStream
@@ -288,6 +288,8 @@ class PiperTTS(tts.TTS[Any]):
             "noise_scale": self._opts.noise_scale,
             "noise_w_scale": self._opts.noise_w_scale,
             "volume": self._opts.volume,
+            # clips start ONSET_LEAD_S before the voice (older clips kept the voice's lead-in)
+            "lead_in_s": ONSET_LEAD_S,
         }
 
     def with_speed(self, speed: float) -> PiperTTS:
@@ -357,7 +359,10 @@ class PiperTTS(tts.TTS[Any]):
         )
         # text with nothing to pronounce ("...", control characters) is a pause, not a
         # failure: livekit-agents treats a stream without audio as a broken voice
-        return pcm or bytes(2 * self._info.sample_rate * PAUSE_MS // 1000)
+        if not pcm:
+            return bytes(2 * self._info.sample_rate * PAUSE_MS // 1000)
+        # the voice's own lead-in silence would delay the first audible sample of a reply
+        return trim_leading_silence(pcm, self._info.sample_rate)
 
     async def synthesize_sentence(self, text: str, opts: _TTSOptions) -> bytes:
         """16-bit mono PCM at ``sample_rate``."""

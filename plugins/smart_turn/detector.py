@@ -42,6 +42,10 @@ from .text import TextVerdict
 # livekit-agents asks a streaming detector for its verdict once the VAD has heard this much
 # silence (its MIN_SILENCE_DURATION_MS), before its own end of speech
 ASKED_AT_SILENCE_S = MIN_SILENCE_DURATION_MS / 1000
+# a frame at least this loud (RMS) is voiced: where the detector's own pause clock starts
+# (the STT's trimming level, plugins/whisper/stt.py)
+VOICE_LEVEL_DBFS = -50.0
+_VOICE_LEVEL = 10 ** (VOICE_LEVEL_DBFS / 20.0)
 
 
 class VADOptions(TypedDict):
@@ -72,6 +76,14 @@ class HybridTurnOptions:
             unfinished, instead of waiting for ``silence_timeout`` (1: never).
         text_confirm_pause: that silence, in seconds (speech resumed before it keeps the
             turn open, as at any other pause).
+        text_confirm_min_audio: ... unless the voice is this sure it goes on (its verdict
+            below this: a misheard fragment, "a table for four and" heard as "... four
+            ends.", reads finished while the voice plainly continues).
+        early_pause: quiet (the signal under ``VOICE_LEVEL_DBFS``) after speech at which the
+            detector starts its verdict on its own; the session asks later (after 0.2 s of
+            silence by its VAD, which hears the end of a word ~0.15 s late) and gets that
+            verdict when it says "done" and no voiced audio came since; a "not done" is
+            judged again on the audio the session asks about. 0: only when asked.
     """
 
     threshold: float = 0.5
@@ -84,6 +96,8 @@ class HybridTurnOptions:
     text_wait: float = 0.8
     text_confirm: float = 0.9
     text_confirm_pause: float = 0.8
+    text_confirm_min_audio: float = 0.05
+    early_pause: float = 0.2
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
@@ -92,6 +106,8 @@ class HybridTurnOptions:
             raise ValueError("text_weight must be within [0, 1]")
         if not 0.0 <= self.text_confirm <= 1.0:
             raise ValueError("text_confirm must be within [0, 1]")
+        if not 0.0 <= self.text_confirm_min_audio <= 1.0:
+            raise ValueError("text_confirm_min_audio must be within [0, 1]")
         for name in (
             "decision_pause",
             "min_delay",
@@ -100,6 +116,7 @@ class HybridTurnOptions:
             "prediction_timeout",
             "text_wait",
             "text_confirm_pause",
+            "early_pause",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
@@ -120,6 +137,7 @@ class HybridTurnOptions:
             and self.text_confirm_pause < self.silence_timeout
             and verdict.text is not None
             and verdict.p_complete < self.threshold
+            and verdict.p_audio >= self.text_confirm_min_audio
             and verdict.text.p_complete >= self.text_confirm
         )
 
@@ -254,6 +272,14 @@ class SmartTurnStream:
         self._future: asyncio.Future[TurnDetectionEvent] | None = None
         self._closed = False
         self._last_push = 0.0
+        # the detector's own pause clock: quiet samples since the last voiced frame, and
+        # the wall time that frame ended (None before any voiced audio in this turn)
+        self._quiet = 0
+        self._voiced_at: float | None = None
+        # the verdict started at ``early_pause`` of quiet, reused if the session asks
+        # before anyone speaks again
+        self._early: asyncio.Future[TurnVerdict] | None = None
+        self.early_verdicts_used = 0
 
     @property
     def model(self) -> str:
@@ -294,6 +320,32 @@ class SmartTurnStream:
         self._last_push = time.time()
         while self._chunks and self._samples - self._chunks[0].size >= WINDOW_SAMPLES:
             self._samples -= self._chunks.popleft().size
+        self._clock_pause(mono)
+
+    def _clock_pause(self, mono: Float32Array) -> None:
+        """Advance the pause clock; start the early verdict when the pause is old enough."""
+        if mono.size and float(np.sqrt(np.mean(mono**2))) >= _VOICE_LEVEL:
+            self._quiet = 0
+            self._voiced_at = self._last_push
+            self._drop_early()  # it judged a pause that is over
+            return
+        if self._voiced_at is None:
+            return
+        self._quiet += mono.size
+        early = self._detector.options.early_pause
+        if early > 0 and self._early is None and self._quiet >= early * SAMPLE_RATE:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # audio pushed from outside a loop: judged when asked
+                return
+            self._early = loop.create_task(self._detector.judge(self.audio()))
+            # a verdict nobody asks for (speech resumed) must not log as never retrieved
+            self._early.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def _drop_early(self) -> None:
+        if self._early is not None:
+            self._early.cancel()
+            self._early = None
 
     def audio(self) -> Float32Array:
         if not self._chunks:
@@ -308,18 +360,30 @@ class SmartTurnStream:
         audio = self.audio()
         last_speaking = self._last_push
         requested = time.time()
+        early = self._early
+        if early is not None:
+            self.early_verdicts_used += 1
+        # when the pause began: the last voiced frame, else (no frame was loud enough for
+        # the clock) what the session's VAD implies by asking now
+        pause_began = (
+            self._voiced_at if self._voiced_at is not None else requested - ASKED_AT_SILENCE_S
+        )
 
         async def run() -> None:
             started = time.perf_counter()
             try:
-                verdict = await self._detector.judge(audio)
+                verdict = await self._verdict(early, audio)
+                if early is not None and verdict.p_complete < self._detector.options.threshold:
+                    # the early verdict is trusted when it says "done"; otherwise the voice
+                    # gets the longer pause the session asks about, as without one
+                    verdict = await self._detector.judge(audio)
                 p = verdict.p_complete
                 options = self._detector.options
                 if options.text_confirms(verdict):
                     # the words say finished, the voice does not: end the turn after the
                     # longer pause rather than the silence timeout; speech resumed before
                     # then cancels this prediction and the session's end of turn with it
-                    ends_at = requested + options.text_confirm_pause - ASKED_AT_SILENCE_S
+                    ends_at = pause_began + options.text_confirm_pause
                     await asyncio.sleep(max(0.0, ends_at - time.time()))
                     p = options.threshold
                 logger.debug(
@@ -350,6 +414,22 @@ class SmartTurnStream:
         self._task = asyncio.create_task(run(), name="smart_turn.predict")
         return fut
 
+    async def _verdict(
+        self, early: asyncio.Future[TurnVerdict] | None, audio: Float32Array
+    ) -> TurnVerdict:
+        """The early verdict if it stands, else one made now."""
+        if early is not None:
+            try:
+                # shielded: a cancelled request leaves the early verdict for the next one
+                return await asyncio.shield(early)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not early.cancelled() or (task is not None and task.cancelling()):
+                    raise  # this request was cancelled, not the early verdict
+                # a sound loud enough for the pause clock and too short for the VAD:
+                # the session still waits for this verdict, so make it now
+        return await self._detector.judge(audio)
+
     def cancel_inference(self, *, timed_out: bool = False) -> None:
         if self._future is not None and not self._future.done():
             self._future.cancel()
@@ -361,8 +441,11 @@ class SmartTurnStream:
     def flush(self, reason: str | None = None) -> None:
         """Forget the buffered audio: the next turn is scored on its own speech (and words)."""
         self.cancel_inference()
+        self._drop_early()
         self._chunks.clear()
         self._samples = 0
+        self._quiet = 0
+        self._voiced_at = None
         if self._detector.pause_text is not None:
             self._detector.pause_text.new_turn()
 
@@ -373,5 +456,6 @@ class SmartTurnStream:
         self._closed = True
         task = self._task
         self.cancel_inference()
+        self._drop_early()
         if task is not None:
             await asyncio.gather(task, return_exceptions=True)

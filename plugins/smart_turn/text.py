@@ -78,6 +78,9 @@ class TextTurnScorer:
         self._end_id: int | None = None
         self._load_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turn-text")
+        # the newest verdict: a pause judged early and again when the session asks is
+        # scored once (the verdict depends on the text alone)
+        self._last: TextVerdict | None = None
 
     def _load(self) -> Any:
         with self._load_lock:
@@ -135,8 +138,13 @@ class TextTurnScorer:
         return TextVerdict(text, p, score, None)
 
     async def verdict(self, text: str) -> TextVerdict:
+        last = self._last
+        if last is not None and last.text == text:  # the same pause judged twice
+            return last
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.verdict_now, text)
+        verdict = await loop.run_in_executor(self._executor, self.verdict_now, text)
+        self._last = verdict
+        return verdict
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

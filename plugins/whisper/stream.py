@@ -4,12 +4,13 @@ Whisper re-decodes the whole utterance each time, so when that happens decides t
 The stream decodes:
 
 - every ``interim_interval`` while the user speaks (interim transcripts for captions);
-- as soon as a pause starts (``PAUSE_DECODE_S`` of unvoiced audio after speech). Once the
-  pause has lasted ``FINAL_PAUSE_S`` with no speech since, that text is sent as a *final*
-  transcript: the session has the words when its end-of-turn detector decides (which
-  reads them too, through ``PauseText``), starts its LLM and TTS preemptively on them, and
-  commits the turn without waiting for a decode. A turn with pauses gets one final per
-  pause; the session joins them;
+- as soon as a pause starts (``PAUSE_DECODE_S`` of unvoiced audio after speech). Its text
+  goes out at once as a *preflight* transcript, on which the session starts its LLM and
+  TTS preemptively; once the pause has lasted ``FINAL_PAUSE_S`` with no speech since, the
+  same text is sent as a *final* transcript: the session has the words when its
+  end-of-turn detector decides (which reads them too, through ``PauseText``) and commits
+  the turn without waiting for a decode. A turn with pauses gets one final per pause; the
+  session joins them;
 - at the flush only when something was said since the last final and no decode covers it.
 
 Trailing silence after the last voiced sample changes nothing a decode would say, so a
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from livekit.agents import APIConnectOptions, stt, utils
 from livekit.agents.language import LanguageCode
+from livekit.agents.stt import SpeechEventType
 
 from .._common.audio import Float32Array, frame_to_float, to_mono
 from .._common.pause_text import PauseText
@@ -153,6 +155,7 @@ class WhisperRecognizeStream(stt.RecognizeStream):
         self.finals_sent = 0
         self.finals_at_pause = 0  # finals sent during a pause, before any flush
         self.finals_reused = 0  # flushes answered by a finished decode, no decode of their own
+        self.sent_events: dict[SpeechEventType, int] = {}  # interims and preflights sent
 
     async def _run(self) -> None:
         utterance = _Utterance(self._opts.voice_threshold_dbfs)
@@ -199,8 +202,13 @@ class WhisperRecognizeStream(stt.RecognizeStream):
                 # happened to end with the speech counts as much as a pause decode)
                 self._pause_final = text
                 final_at_pause()
+                if self._pause_final is not None:
+                    # the pause is younger than FINAL_PAUSE_S: say the words now as a
+                    # preflight, on which the session starts its reply preemptively (the
+                    # final that follows with the same words keeps that reply)
+                    self._emit(stt.SpeechEventType.PREFLIGHT_TRANSCRIPT, text)
             elif self._pause_final is None:
-                self._emit_interim(text)
+                self._emit(stt.SpeechEventType.INTERIM_TRANSCRIPT, text)
 
         def start(at_pause: bool) -> None:
             audio = utterance.audio()
@@ -303,12 +311,13 @@ class WhisperRecognizeStream(stt.RecognizeStream):
             self._heard_language = language
         return await self._whisper.transcribe(audio, language)
 
-    def _emit_interim(self, text: str) -> None:
+    def _emit(self, kind: stt.SpeechEventType, text: str) -> None:
         if not text:
             return
+        self.sent_events[kind] = self.sent_events.get(kind, 0) + 1
         self._event_ch.send_nowait(
             stt.SpeechEvent(
-                type=stt.SpeechEventType.INTERIM_TRANSCRIPT,
+                type=kind,
                 request_id=self._request_id,
                 alternatives=[
                     stt.SpeechData(language=LanguageCode(self._opts.language or ""), text=text)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from agent.models.engines import Engines
+from agent.session.voice_agent import warmable
 from agent.session.voice_manager import SessionIO, VoiceManager
 from agent.sim.io import PacedAudioInput, RecordingAudioOutput
 from agent.sim.probe import TurnProbe
@@ -52,8 +53,13 @@ async def say_with_a_pause(engines: Engines, pause_s: float) -> tuple[list[str],
 
 @pytest.mark.slow
 async def test_the_words_keep_the_turn_open_through_a_mid_sentence_pause(engines) -> None:
+    model = warmable(engines.llm)
+    assert model is not None
+    warmups = model.warmups
     turns, replies = await say_with_a_pause(engines, 1.0)
     assert len(turns) == 1 and replies == 1, turns
+    # the interim transcripts warmed the model's prompt cache while the caller spoke
+    assert model.warmups > warmups
     # both halves in the one turn (tiny.en hears espeak's "the weather in Paris" loosely)
     assert wer(FIRST, " ".join(turns[0].split()[:4])) <= 0.25, turns
     assert len(turns[0].split()) >= 7, turns  # FIRST alone is 4 words

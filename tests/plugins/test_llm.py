@@ -135,3 +135,36 @@ async def test_the_llm_streams_from_a_generator_elsewhere() -> None:
     assert seen["options"]["max_tokens"] == 7
     assert (model.model, model.provider) == ("smollm2", "llama.cpp (shared)")
     assert model.context_tokens == 2048 and model.token_counter() is None
+
+
+HISTORY = [
+    {"role": "system", "content": "Answer in one short sentence."},
+    {"role": "user", "content": "Hello there."},
+    {"role": "assistant", "content": "Hi! How can I help you today?"},
+]
+
+
+async def test_warm_up_caches_the_history_and_the_words_so_far(llama_instance) -> None:
+    from plugins.llama import LlamaLLM
+
+    model = LlamaLLM(model_instance=llama_instance, max_tokens=8)
+    said = "Can you book a table for"
+    assert await model.warm([*HISTORY, {"role": "user", "content": said}])
+    cached = llama_instance.input_ids[: llama_instance.n_tokens].tolist()
+    text = llama_instance.detokenize(cached, special=True).decode()
+    # the reply to the whole sentence starts from this cache and computes only the rest
+    assert said in text and "How can I help you today?" in text, text
+    assert model.warmups == 1
+
+
+async def test_warm_up_never_waits_for_or_delays_a_reply(llama_instance) -> None:
+    from plugins.llama import LlamaLLM
+
+    model = LlamaLLM(model_instance=llama_instance, max_tokens=20)
+    joke = [*HISTORY, {"role": "user", "content": "Tell me a joke."}]
+    reply = model.pieces(joke, model.options())
+    await reply.__anext__()  # generating
+    assert not await model.warm([*HISTORY, {"role": "user", "content": "Can you"}])
+    await reply.aclose()
+    assert model.warmups == 0
+    assert await model.warm([*HISTORY, {"role": "user", "content": "Can you"}])  # idle again

@@ -5,6 +5,7 @@ import asyncio
 import numpy as np
 import pytest
 
+from plugins._common.audio import ONSET_LEAD_S, trim_leading_silence
 from tests.audio_fixtures import wer
 
 TEXT = "Hello there. The weather in Paris is sunny today. Would you like to hear more?"
@@ -65,3 +66,27 @@ def test_missing_voice_is_a_clear_error(tmp_path) -> None:
 
     with pytest.raises(ModelLoadError):
         PiperTTS(model_path=tmp_path / "none.onnx")
+
+
+def test_leading_silence_is_trimmed_to_a_faded_lead() -> None:
+    rate = 22050
+    quiet = np.zeros(int(0.06 * rate), dtype=np.int16)
+    tone = (8000 * np.sin(np.arange(rate // 10) * 0.3 + 1.0)).astype(np.int16)
+    trimmed = trim_leading_silence(np.concatenate([quiet, tone]).tobytes(), rate)
+    out = np.frombuffer(trimmed, np.int16)
+    lead = int(ONSET_LEAD_S * rate)
+    assert out.size == tone.size + lead  # 60 ms of silence gone, the lead kept
+    assert out[0] == 0 and np.all(np.abs(out[:lead]) <= np.abs(tone[0]) + 1)  # faded in
+    np.testing.assert_array_equal(out[lead:], tone)  # the sound itself untouched
+    silent = np.zeros(rate // 10, dtype=np.int16).tobytes()
+    assert trim_leading_silence(silent, rate) == silent  # a pause is a pause
+
+
+def test_synthesized_speech_starts_within_a_few_ms(piper_tts) -> None:
+    # Piper's joe voice leads with 0-62 ms of near-silence: at the start of a reply that is
+    # time the caller waits for nothing
+    audible = 10 ** (-40 / 20) * 32768
+    for text in ["Here is a fun fact:", "The restaurant opens at nine.", "Paris is sunny."]:
+        pcm = np.frombuffer(piper_tts.synthesize_pcm(text), dtype=np.int16)
+        first = int(np.flatnonzero(np.abs(pcm) > audible)[0])
+        assert first / piper_tts.sample_rate <= 0.025, (text, first)

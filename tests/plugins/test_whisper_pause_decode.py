@@ -79,3 +79,22 @@ def test_the_encoder_window_covers_the_speech_and_never_exceeds_thirty_seconds()
     assert window_frames(4 * 16000, 30.0) == 3000  # whisper's own window
     assert window_frames(25 * 16000, 10.0) == 2600  # long turn: speech + 1 s margin
     assert window_frames(40 * 16000, 10.0) == 3000
+
+
+async def test_the_pause_decode_goes_out_as_a_preflight_before_the_final(whisper_stt) -> None:
+    stream = whisper_stt.stream()
+    # 0.15 s of quiet: the pause decode starts (PAUSE_DECODE_S), the final may not yet
+    spoken = trim_silence(speak(FIRST, rate=16000))
+    for f in to_frames(np.concatenate([spoken, silence(0.15, 16000)]), 16000):
+        stream.push_frame(f)
+    seen = await events_until(stream, stt.SpeechEventType.PREFLIGHT_TRANSCRIPT)
+    assert all(e.type != stt.SpeechEventType.FINAL_TRANSCRIPT for e in seen)
+    preflight = seen[-1].alternatives[0].text
+    assert wer(FIRST, preflight) <= 0.2, preflight
+    for f in to_frames(silence(0.2, 16000), 16000):  # the pause lasts: the same words, final
+        stream.push_frame(f)
+    seen = await events_until(stream, stt.SpeechEventType.FINAL_TRANSCRIPT)
+    await stream.aclose()
+    assert seen[-1].alternatives[0].text == preflight
+    assert stream.finals_at_pause == 1
+    assert stream.sent_events[stt.SpeechEventType.PREFLIGHT_TRANSCRIPT] == 1
