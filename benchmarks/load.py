@@ -62,6 +62,9 @@ METRICS = [
     "tts_ttfb_ms",
     "barge_in_ms",
     "barge_in_vad_ms",
+    # per turn, the final transcript's delay minus the end-of-turn decision's: above 0, the
+    # decision waited for the words
+    "final_after_eou_ms",
     "jitter_ms",
 ]
 
@@ -191,6 +194,8 @@ async def run_pipeline(
                 v = getattr(r, m, None)
                 if v is not None:
                     values[m].append(v)
+            if r.stt_final_ms is not None and r.eou_ms is not None:
+                values["final_after_eou_ms"].append(r.stt_final_ms - r.eou_ms)
         values["barge_in_ms"].extend(c.barge_in_ms)
         values["barge_in_vad_ms"].extend(c.barge_in_vad_ms)
         errors += 1 - len(c.barge_in_ms)  # a barge-in that did not stop the agent

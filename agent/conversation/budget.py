@@ -80,6 +80,18 @@ class ContextWindow:
 
     def fit(self, ctx: llm.ChatContext) -> tuple[llm.ChatContext, list[llm.ChatItem]]:
         """The context to send, and the turns this call newly dropped (for the summary)."""
+        out, newly_dropped, first_kept = self._plan(ctx)
+        self._first_kept = first_kept
+        self.dropped_total += len(newly_dropped)
+        return out, newly_dropped
+
+    def preview(self, ctx: llm.ChatContext) -> llm.ChatContext:
+        """What ``fit`` would send for ``ctx``, changing nothing (a prompt-cache warm-up)."""
+        return self._plan(ctx)[0]
+
+    def _plan(
+        self, ctx: llm.ChatContext
+    ) -> tuple[llm.ChatContext, list[llm.ChatItem], str | None]:
         items = list(ctx.items)
         head_end = 0
         while head_end < len(items) and _is_head(items[head_end]):
@@ -108,8 +120,7 @@ class ContextWindow:
                 kept -= costs[start]
                 start += 1
         newly_dropped = turns[first_kept:start]
-        self._first_kept = turns[start].id if start < len(turns) else None
-        self.dropped_total += len(newly_dropped)
+        oldest_kept = turns[start].id if start < len(turns) else None
 
         kept_items = turns[start:]
         if kept_items and sum(costs[start:]) > room:
@@ -117,7 +128,7 @@ class ContextWindow:
             kept_items = [*kept_items[:-1], _shortened(kept_items[-1], b, room)]
         out = ctx.copy()
         out.items[:] = [*head, *([summary_item] if summary_item else []), *kept_items]
-        return out, newly_dropped
+        return out, newly_dropped, oldest_kept
 
     def _start_index(self, turns: Sequence[llm.ChatItem]) -> int:
         if self._first_kept is None:

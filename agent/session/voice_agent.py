@@ -154,4 +154,8 @@ class VoiceAgent(Agent):
             return
         ctx = self.chat_ctx.copy()
         ctx.add_message(role="user", content=words)
+        if self.context_window is not None:
+            # the prompt the reply will send (llm_node fits it the same way): a warm-up of
+            # turns the window no longer sends would push the cached ones out
+            ctx = self.context_window.preview(ctx)
         self._warming = asyncio.create_task(model.warm(text_messages(ctx)))

@@ -63,6 +63,20 @@ def test_the_window_keeps_instructions_and_recent_turns_and_cuts_in_steps() -> N
     assert request_tokens(with_summary, budget) <= 900
 
 
+def test_a_preview_is_what_fit_sends_and_changes_nothing() -> None:
+    # the prompt-cache warm-up reads the window while the caller speaks: it must not eat the
+    # turns the next reply drops (the summary folds them)
+    budget = ContextBudget(context_tokens=1000, reply_tokens=100)
+    window = ContextWindow(budget)
+    ctx = conversation(12)
+    ctx.add_message(role="user", content="the latest question")
+    preview = window.preview(ctx)
+    assert window.dropped_total == 0
+    sent, dropped = window.fit(ctx)
+    assert [i.id for i in preview.items] == [i.id for i in sent.items]
+    assert dropped and window.dropped_total == len(dropped)
+
+
 def test_one_turn_longer_than_the_window_is_sent_shortened() -> None:
     budget = ContextBudget(context_tokens=400, reply_tokens=100)
     ctx = llm.ChatContext()
