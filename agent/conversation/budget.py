@@ -89,9 +89,7 @@ class ContextWindow:
         """What ``fit`` would send for ``ctx``, changing nothing (a prompt-cache warm-up)."""
         return self._plan(ctx)[0]
 
-    def _plan(
-        self, ctx: llm.ChatContext
-    ) -> tuple[llm.ChatContext, list[llm.ChatItem], str | None]:
+    def _plan(self, ctx: llm.ChatContext) -> tuple[llm.ChatContext, list[llm.ChatItem], str | None]:
         items = list(ctx.items)
         head_end = 0
         while head_end < len(items) and _is_head(items[head_end]):
