@@ -147,6 +147,8 @@ class LlamaLLM(llm.LLM[Any]):
         # llama.cpp contexts are not thread-safe: one generation at a time per model
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
         self._in_flight = 0  # generations and warm-ups submitted to that thread, not done
+        # the messages of the prompt last evaluated here: what the model's cache holds
+        self._cached: list[dict[str, str]] = []
         self.warmups = 0  # warm-ups run (tests and benchmarks read it)
         self._generator = generator
         self._model_name = model_name
@@ -262,8 +264,9 @@ class LlamaLLM(llm.LLM[Any]):
         """``prefill`` while the model is idle; False (nothing done) when it is busy or in
         another process. Never queues ahead of a reply: a generation asked for meanwhile
         waits at most for this one prompt."""
-        if self._llama is None or self._in_flight:
+        if self._llama is None or self._in_flight or not self._continues_cache(messages):
             return False
+        self._cached = messages
         self._in_flight += 1
         try:
             await in_executor(self._executor, self.prefill, messages)
@@ -274,6 +277,23 @@ class LlamaLLM(llm.LLM[Any]):
             self._in_flight -= 1
         self.warmups += 1
         return True
+
+    def _continues_cache(self, messages: list[dict[str, str]]) -> bool:
+        """Whether ``messages`` go on from the conversation the cache holds. Sessions sharing
+        this model take turns in one cache: a warm-up for one would push out another's
+        history just before its reply.
+
+        Going on: the cached prompt followed by more turns, or the same prompt with its
+        newest message said further (the words so far, re-heard: the same first word)."""
+        cached = self._cached
+        if not cached:
+            return True
+        if len(messages) > len(cached):
+            return messages[: len(cached)] == cached
+        if len(messages) < len(cached) or messages[:-1] != cached[:-1]:
+            return False
+        new, old = messages[-1]["content"].split(), cached[-1]["content"].split()
+        return bool(new and old) and new[0].lower() == old[0].lower()
 
     async def pieces(
         self, messages: list[dict[str, str]], opts: _LLMOptions
@@ -300,6 +320,7 @@ class LlamaLLM(llm.LLM[Any]):
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
         self._in_flight += 1
+        self._cached = messages
         fut = in_executor(self._executor, generate)
         try:
             while (item := await queue.get()) is not _DONE:

@@ -167,4 +167,22 @@ async def test_warm_up_never_waits_for_or_delays_a_reply(llama_instance) -> None
     assert not await model.warm([*HISTORY, {"role": "user", "content": "Can you"}])
     await reply.aclose()
     assert model.warmups == 0
-    assert await model.warm([*HISTORY, {"role": "user", "content": "Can you"}])  # idle again
+    # idle again: the caller going on is warmed
+    assert await model.warm([*HISTORY, {"role": "user", "content": "Tell me a joke about"}])
+
+
+async def test_warm_up_leaves_another_conversation_s_cache_alone(llama_instance) -> None:
+    # sessions sharing the model take turns in its one cache: the one that replied last keeps
+    # its history cached until it speaks again
+    from plugins.llama import LlamaLLM
+
+    model = LlamaLLM(model_instance=llama_instance, max_tokens=4)
+    other = [{"role": "system", "content": "Answer in one short sentence."}]
+    other += [{"role": "user", "content": "What is the capital of France?"}]
+    async for _ in model.pieces(other, model.options()):
+        pass
+    assert not await model.warm([*HISTORY, {"role": "user", "content": "Can you"}])
+    assert not await model.warm([other[0], {"role": "user", "content": "Can you"}])
+    # the same conversation going on is warmed
+    mine = [*other, {"role": "assistant", "content": "Paris."}]
+    assert await model.warm([*mine, {"role": "user", "content": "And of Spain"}])
