@@ -67,6 +67,11 @@ def float_to_pcm16(samples: Float32Array) -> bytes:
     return (clipped * 32767.0).astype("<i2").tobytes()
 
 
+def is_voiced(samples: Float32Array, level_dbfs: float) -> bool:
+    """Whether a chunk of float samples is at least ``level_dbfs`` loud (RMS)."""
+    return samples.size > 0 and float(np.sqrt(np.mean(samples**2))) >= 10 ** (level_dbfs / 20.0)
+
+
 # speech starts where the signal first rises above this (well under the -40 dBFS a listener
 # notices, so no onset is lost)
 ONSET_LEVEL_DBFS = -50.0

@@ -31,7 +31,7 @@ from livekit.agents.inference.eot.base import MIN_SILENCE_DURATION_MS
 from livekit.agents.language import LanguageCode
 from livekit.agents.voice.turn import TurnDetectionEvent
 
-from .._common.audio import Float32Array, frame_to_float, to_mono
+from .._common.audio import Float32Array, frame_to_float, is_voiced, to_mono
 from .._common.pause_text import PauseText
 from .batcher import TurnBatcher
 from .features import SAMPLE_RATE, WINDOW_SAMPLES
@@ -45,7 +45,6 @@ ASKED_AT_SILENCE_S = MIN_SILENCE_DURATION_MS / 1000
 # a frame at least this loud (RMS) is voiced: where the detector's own pause clock starts
 # (the STT's trimming level, plugins/whisper/stt.py)
 VOICE_LEVEL_DBFS = -50.0
-_VOICE_LEVEL = 10 ** (VOICE_LEVEL_DBFS / 20.0)
 
 
 class VADOptions(TypedDict):
@@ -324,7 +323,7 @@ class SmartTurnStream:
 
     def _clock_pause(self, mono: Float32Array) -> None:
         """Advance the pause clock; start the early verdict when the pause is old enough."""
-        if mono.size and float(np.sqrt(np.mean(mono**2))) >= _VOICE_LEVEL:
+        if is_voiced(mono, VOICE_LEVEL_DBFS):
             self._quiet = 0
             self._voiced_at = self._last_push
             self._drop_early()  # it judged a pause that is over

@@ -31,7 +31,7 @@ from livekit.agents import APIConnectOptions, stt, utils
 from livekit.agents.language import LanguageCode
 from livekit.agents.stt import SpeechEventType
 
-from .._common.audio import Float32Array, frame_to_float, to_mono
+from .._common.audio import Float32Array, frame_to_float, is_voiced, to_mono
 from .._common.pause_text import PauseText
 from .log import logger
 from .stt import SAMPLE_RATE, final_event
@@ -61,7 +61,7 @@ class _Utterance:
     which audio it covered even after old audio was dropped."""
 
     def __init__(self, threshold_dbfs: float) -> None:
-        self._threshold = 10 ** (threshold_dbfs / 20.0)
+        self._threshold_dbfs = threshold_dbfs
         self._pre_roll: deque[Float32Array] = deque()
         self._pre_roll_samples = 0
         self._chunks: deque[Float32Array] = deque()
@@ -72,7 +72,7 @@ class _Utterance:
         self.quiet = 0  # unvoiced samples since then
 
     def push(self, mono16k: Float32Array) -> None:
-        voiced = mono16k.size > 0 and float(np.sqrt(np.mean(mono16k**2))) >= self._threshold
+        voiced = is_voiced(mono16k, self._threshold_dbfs)
         if self.voiced_since is None and not voiced:
             self._pre_roll.append(mono16k)
             self._pre_roll_samples += mono16k.size

@@ -64,11 +64,17 @@ def push(stream, chunks: list[rtc.AudioFrame]) -> None:
         stream.push_audio(f)
 
 
+def after_speech(audio: CountingAudio, quiet_s: float, **options: float):
+    """A detector stream that heard 1 s of voice, then ``quiet_s`` of quiet."""
+    stream = detector(audio, **options).stream()
+    push(stream, frames(1.0, voiced=True))
+    push(stream, frames(quiet_s, voiced=False))
+    return stream
+
+
 async def test_a_done_verdict_is_made_at_the_early_pause_and_used_when_asked() -> None:
     audio = CountingAudio(0.9)
-    stream = detector(audio, early_pause=0.2).stream()
-    push(stream, frames(1.0, voiced=True))
-    push(stream, frames(0.1, voiced=False))
+    stream = after_speech(audio, 0.1, early_pause=0.2)
     await asyncio.sleep(0.05)
     assert audio.heard == []  # 0.1 s of quiet: too soon
     push(stream, frames(0.1, voiced=False))
@@ -83,9 +89,7 @@ async def test_a_done_verdict_is_made_at_the_early_pause_and_used_when_asked() -
 
 async def test_a_not_done_verdict_is_judged_again_on_the_longer_pause() -> None:
     audio = CountingAudio(0.3)
-    stream = detector(audio, early_pause=0.2, text_confirm=1.0).stream()
-    push(stream, frames(1.0, voiced=True))
-    push(stream, frames(0.2, voiced=False))
+    stream = after_speech(audio, 0.2, early_pause=0.2, text_confirm=1.0)
     await asyncio.sleep(0.05)
     push(stream, frames(0.16, voiced=False))
     event = await stream.predict()
@@ -95,9 +99,7 @@ async def test_a_not_done_verdict_is_judged_again_on_the_longer_pause() -> None:
 
 async def test_speech_after_the_early_pause_discards_its_verdict() -> None:
     audio = CountingAudio(0.9)
-    stream = detector(audio, early_pause=0.2).stream()
-    push(stream, frames(1.0, voiced=True))
-    push(stream, frames(0.2, voiced=False))
+    stream = after_speech(audio, 0.2, early_pause=0.2)
     push(stream, frames(0.5, voiced=True))  # the caller went on
     push(stream, frames(0.1, voiced=False))
     await stream.predict()
@@ -107,9 +109,7 @@ async def test_speech_after_the_early_pause_discards_its_verdict() -> None:
 
 async def test_off_it_waits_to_be_asked() -> None:
     audio = CountingAudio(0.9)
-    stream = detector(audio, early_pause=0.0).stream()
-    push(stream, frames(1.0, voiced=True))
-    push(stream, frames(0.5, voiced=False))
+    stream = after_speech(audio, 0.5, early_pause=0.0)
     await asyncio.sleep(0.05)
     assert audio.heard == []
     await stream.predict()
